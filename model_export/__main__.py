@@ -1,0 +1,88 @@
+"""Command line: python -m model_export {train,evaluate} ...  (--help on each)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from model_export.augment import AugmentConfig
+    from model_export.train import TrainConfig, run
+
+    augment = AugmentConfig(
+        zoom=args.zoom, rotation_degrees=args.rotation, flip=not args.no_flip,
+        shift=args.shift, contrast=args.contrast, gamma=args.gamma, blur_probability=args.blur,
+    )
+    config = TrainConfig(
+        data=args.data, out=args.out, labels_csv=args.labels, architecture=args.arch,
+        image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
+        learning_rate=args.lr, patience=args.patience, max_minutes=args.max_minutes,
+        validation_fraction=args.val_fraction, seed=args.seed,
+        class_weights=not args.no_class_weights, augment=augment,
+        model_name=args.model_name, model_version=args.model_version,
+        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
+    )
+    run(config)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from model_export.evaluate import evaluate
+
+    evaluate(args.model, args.data, args.out, labels_csv=args.labels, split=args.split)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, pick the threshold, export ONNX")
+    train.add_argument("--data", type=Path, required=True,
+                       help="ROOT with train/{NORMAL,PNEUMONIA} (val/ scored separately), "
+                            "or a folder of images with --labels CSV")
+    train.add_argument("--labels", type=Path, help="metadata CSV (X_ray_image_name, Label)")
+    train.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
+    train.add_argument("--arch", default="gapnet", choices=("gapnet", "seed", "tiny"))
+    train.add_argument("--image-size", type=int, default=300)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--patience", type=int, default=8)
+    train.add_argument("--max-minutes", type=float, help="stop after the epoch past this time")
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--no-class-weights", action="store_true")
+    train.add_argument("--zoom", type=float, default=0.15)
+    train.add_argument("--rotation", type=float, default=10.0, help="degrees")
+    train.add_argument("--shift", type=float, default=0.05)
+    train.add_argument("--no-flip", action="store_true")
+    train.add_argument("--contrast", type=float, default=0.3)
+    train.add_argument("--gamma", type=float, default=0.3)
+    train.add_argument("--blur", type=float, default=0.3, help="probability of a Gaussian blur")
+    train.add_argument("--cache-dir", type=Path)
+    train.add_argument("--model-name", default="cxr-pneumonia-gapnet")
+    train.add_argument("--model-version", default="1.0.0")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score an exported ONNX model on labelled data")
+    evaluate.add_argument("--model", type=Path, required=True, help="exported .onnx file")
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled folder, either layout")
+    evaluate.add_argument("--labels", type=Path, help="metadata CSV for the CSV layout")
+    evaluate.add_argument("--split", help="sub-folder of --data to score (e.g. val)")
+    evaluate.add_argument("--out", type=Path, required=True, help="folder for JSON and PNGs")
+    evaluate.set_defaults(handler=_evaluate)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

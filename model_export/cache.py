@@ -1,0 +1,62 @@
+"""Preprocess a list of images once and keep the uint8 pixels on disk.
+
+Decoding 5216 JPEGs takes minutes on two cores; the cache file is keyed by the file list
+(names, labels, sizes), the preprocessing version and the input size, so a second run, or a
+resumed one, loads one array instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model_export.dataset import Example, fingerprint
+from cxr_common.preprocessing import PREPROCESSING_VERSION, load_pixels
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxr-pneumonia"))
+
+
+def cache_key(examples: list[Example], size: int) -> str:
+    text = f"{fingerprint(examples)}|preprocessing={PREPROCESSING_VERSION}|size={size}"
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _load(args: tuple[str, int]) -> np.ndarray:
+    path, size = args
+    return load_pixels(path, size)
+
+
+def preprocess_all(examples: list[Example], size: int, workers: int | None = None) -> np.ndarray:
+    """(N, size, size) uint8, in the order of `examples`, decoded on all cores."""
+    jobs = [(str(e.path), size) for e in examples]
+    workers = workers or os.cpu_count() or 1
+    pixels = np.empty((len(jobs), size, size), dtype=np.uint8)
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_load, jobs, chunksize=32)
+        for i, image in enumerate(tqdm(results, total=len(jobs), desc="preprocess", unit="img")):
+            pixels[i] = image
+    return pixels
+
+
+def load_or_preprocess(examples: list[Example], size: int, cache_dir: Path | None = None) -> np.ndarray:
+    """Cached pixels for `examples` (same order); preprocess and store them on a miss."""
+    cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
+    path = cache_dir / f"pixels-{cache_key(examples, size)}.npy"
+    if path.exists():
+        log.info("using cached pixels %s", path)
+        return np.load(path)
+    pixels = preprocess_all(examples, size)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npy")
+    np.save(partial, pixels)
+    partial.replace(path)  # atomic: an interrupted run never leaves a truncated cache
+    log.info("cached %d preprocessed images in %s", len(pixels), path)
+    return pixels

@@ -1,0 +1,1 @@
+"""REST inference service for the chest X-ray pneumonia classifier (`python -m service`)."""

@@ -1,0 +1,56 @@
+"""python -m service [--host H] [--port P] [--model PATH]: serve the model with uvicorn.
+
+Every option also comes from CXR_* environment variables (see service/config.py); options
+given here win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.classifier import Classifier, ModelLoadError
+from service.config import Settings
+from service.logging_setup import configure_logging
+
+log = logging.getLogger("service")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--host", help="address to listen on (CXR_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (CXR_PORT, default 8000)")
+    parser.add_argument("--model", type=Path, help="ONNX model (CXR_MODEL_PATH, default the bundled model)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_path": args.model}.items()
+                 if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        print(f"invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        # load before binding the port, so a bad model stops start-up with a clear message
+        classifier = Classifier(settings.model_path, settings.device, settings.intra_op_threads)
+    except ModelLoadError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    uvicorn.run(
+        create_app(settings, classifier),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Builds the FastAPI app; the model is loaded in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.classifier import Classifier
+from service.config import Settings
+from service.errors import install_error_handlers
+from service.metrics import ServiceMetrics
+from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.routes import health, metrics, model, predict
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Tells whether a frontal chest X-ray looks **normal** or shows **pneumonia**.
+
+An aid for clinicians, never a diagnosis on its own. Trained on pediatric chest X-rays
+(children aged 1-5, one hospital); see the model card in the README for its limits.
+
+Errors always answer `{"error": {"code", "message"}, "request_id"}` with a 4xx status.
+"""
+
+
+def create_app(settings: Settings | None = None, classifier: Classifier | None = None) -> FastAPI:
+    """The app for `settings` (default: from CXR_* variables); `classifier` skips loading."""
+    settings = settings or Settings()
+    service_metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loaded = classifier or Classifier(settings.model_path, settings.device, settings.intra_op_threads)
+        loaded.warm_up()
+        app.state.classifier = loaded
+        meta = loaded.metadata
+        service_metrics.model_info.info({"name": meta.model_name, "version": meta.model_version,
+                                         "sha256": loaded.sha256, "provider": loaded.provider})
+        app.state.ready = True
+        log.info("model loaded and warmed up",
+                 extra={"provider": loaded.provider, "model_version": meta.model_version})
+        yield
+        app.state.ready = False
+
+    app = FastAPI(title="Chest X-ray pneumonia classifier", version="1.0.0",
+                  description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = service_metrics
+    app.state.api_keys = settings.all_api_keys()
+    app.state.ready = False
+    install_error_handlers(app)
+    app.include_router(predict.router)
+    app.include_router(health.router)
+    app.include_router(model.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
+    # added last = outermost: the request id exists before the size limit answers
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
+    return app

@@ -1,0 +1,107 @@
+"""The ONNX model behind the API: one onnxruntime session, shared by all requests."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from cxr_common.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata, ModelMetadataError
+from cxr_common.preprocessing import PREPROCESSING_VERSION, to_model_input
+from service.config import Device
+
+log = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be served: missing, corrupt, mismatched, or the device is unavailable."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probability: float  # of pneumonia
+    label: str
+
+
+class Classifier:
+    """Loads and checks the model, picks the execution provider, runs batches of pixels."""
+
+    def __init__(self, path: Path, device: Device = Device.auto, intra_op_threads: int = 0):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file '{self.path}' does not exist")
+        raw = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        try:
+            proto = onnx.load_from_string(raw)
+            self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+        except ModelMetadataError as exc:
+            raise ModelLoadError(f"model file '{self.path}': {exc}") from exc
+        except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
+            raise ModelLoadError(f"model file '{self.path}' is not a readable ONNX model: {exc}") from exc
+        if self.metadata.preprocessing_version != PREPROCESSING_VERSION:
+            raise ModelLoadError(
+                f"model was trained with preprocessing version {self.metadata.preprocessing_version}, "
+                f"this service implements version {PREPROCESSING_VERSION}"
+            )
+        self.session = self._create_session(raw, device, intra_op_threads)
+        self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
+        self._check_signature()
+
+    def _create_session(self, raw: bytes, device: Device, threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        wants_cuda = device in (Device.auto, Device.cuda) and CUDA in ort.get_available_providers()
+        providers = [CUDA, CPU] if wants_cuda else [CPU]
+        try:
+            session = ort.InferenceSession(raw, options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelLoadError(f"onnxruntime cannot load '{self.path}': {exc}") from exc
+        active = session.get_providers()
+        if CUDA not in active:
+            if device == Device.cuda:
+                raise ModelLoadError(
+                    "CXR_DEVICE=cuda but the CUDA execution provider is not active "
+                    f"(available: {ort.get_available_providers()}, active: {active})"
+                )
+            if device == Device.auto:
+                log.warning("CUDA is not available; running on the CPU", extra={"provider": active[0]})
+        return session
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        size = self.metadata.input_size
+        if inputs[0].name != INPUT_NAME or list(inputs[0].shape[1:]) != [size, size, 1]:
+            raise ModelLoadError(
+                f"model input is {inputs[0].name} {inputs[0].shape}, expected {INPUT_NAME} [N, {size}, {size}, 1]"
+            )
+        if outputs[0].name != OUTPUT_NAME:
+            raise ModelLoadError(f"model output is '{outputs[0].name}', expected '{OUTPUT_NAME}'")
+
+    @property
+    def input_size(self) -> int:
+        return self.metadata.input_size
+
+    @property
+    def threshold(self) -> float:
+        return self.metadata.threshold
+
+    def predict(self, pixels: np.ndarray) -> list[Prediction]:
+        """(N, S, S) uint8 -> one Prediction per image. Thread-safe: ORT sessions are."""
+        probabilities = self.session.run([OUTPUT_NAME], {INPUT_NAME: to_model_input(pixels)})[0][:, 0]
+        labels = self.metadata.labels
+        return [
+            Prediction(float(p), labels[1] if p >= self.threshold else labels[0]) for p in probabilities
+        ]
+
+    def warm_up(self) -> None:
+        """One inference so the first request does not pay for lazy initialisation."""
+        self.predict(np.zeros((1, self.input_size, self.input_size), dtype=np.uint8))

@@ -1,0 +1,30 @@
+"""FastAPI dependencies, as Annotated aliases that handlers declare."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.classifier import Classifier
+from service.config import Settings
+from service.metrics import ServiceMetrics
+from service.security import check_api_key
+
+
+def get_classifier(request: Request) -> Classifier:
+    return request.app.state.classifier
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ApiKeyDep = Depends(check_api_key)

@@ -1,0 +1,67 @@
+"""Every error answers {"error": {"code", "message"}, "request_id"}; never a bare 500 page."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and a stable machine-readable code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def error_body(code: str, message: str, request_id: str | None) -> dict:
+    return {"error": {"code": code, "message": message}, "request_id": request_id}
+
+
+def error_response(status: int, code: str, message: str, request_id: str | None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        request.state.error_code = exc.code
+        return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        request.state.error_code = code
+        return error_response(exc.status_code, code, str(exc.detail), _request_id(request),
+                              getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        # a malformed request is the client's mistake: 400, naming the bad parts
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
+        )
+        request.state.error_code = "bad_request"
+        return error_response(400, "bad_request", f"malformed request: {problems}", _request_id(request))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error", extra={"request_id": _request_id(request)})
+        request.state.error_code = "internal_error"
+        return error_response(500, "internal_error", "internal error; it was logged with this request id",
+                              _request_id(request))

@@ -1,0 +1,29 @@
+"""Prometheus metrics, in a registry owned by each app (no global state between apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cxr_requests", "HTTP requests by route and status", ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cxr_request_latency_seconds", "HTTP request latency", ("route",),
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "cxr_inference_batch_size", "images per onnxruntime run", buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "cxr_predictions", "images scored, by predicted label", ("label",), registry=self.registry,
+        )
+        self.model_info = Info("cxr_model", "the model being served", registry=self.registry)

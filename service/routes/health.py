@@ -1,0 +1,24 @@
+"""Liveness and readiness: open to all, no API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from service.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live", response_model=Health)
+async def live():
+    """The process is up and answering."""
+    return Health(status="ok")
+
+
+@router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
+async def ready(request: Request):
+    """200 once the model is loaded and a warm-up inference ran; 503 otherwise."""
+    if getattr(request.app.state, "ready", False):
+        return Health(status="ready")
+    return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)

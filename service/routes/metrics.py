@@ -1,0 +1,17 @@
+"""GET /metrics in the Prometheus text format (switch off with CXR_METRICS_ENABLED=false)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.deps import MetricsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response)
+async def prometheus_metrics(metrics: MetricsDep):
+    """Requests by route and status, latency histogram, inference batch sizes, model info."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

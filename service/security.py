@@ -1,0 +1,31 @@
+"""Optional API keys for the predict routes, compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from service.errors import ApiError
+
+API_KEY_HEADER = "X-API-Key"
+
+
+def check_api_key(request: Request) -> None:
+    """Accept `X-API-Key: KEY` or `Authorization: Bearer KEY` when keys are configured."""
+    keys: list[str] = request.app.state.api_keys
+    if not keys:
+        return
+    offered = request.headers.get(API_KEY_HEADER)
+    if offered is None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        offered = token.strip() if scheme.lower() == "bearer" else None
+    if not offered:
+        raise ApiError(401, "unauthorized", f"an API key is required ({API_KEY_HEADER} header)",
+                       {"WWW-Authenticate": "Bearer"})
+    # compare against every key, without stopping early, so timing does not reveal which matched
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(offered.encode(), key.encode())
+    if not matched:
+        raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
