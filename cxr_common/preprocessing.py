@@ -53,6 +53,7 @@ def open_image(source: bytes | str | Path, max_pixels: int | None = None) -> Ima
         raise ImageDecodeError(f"cannot read image header: {exc}") from exc
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
+        image.close()
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height} pixels, more than the {max_pixels} allowed"
         )

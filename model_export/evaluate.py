@@ -15,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
@@ -29,8 +28,7 @@ SAMPLE_GRID = (4, 6)  # rows, columns of the sample image grid
 BATCH = 32
 
 
-def predict_onnx(model_path: Path, pixels: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+def predict_onnx(session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
     return np.concatenate([
         session.run(None, {INPUT_NAME: to_model_input(pixels[i : i + BATCH])})[0][:, 0]
         for i in range(0, len(pixels), BATCH)
@@ -39,15 +37,14 @@ def predict_onnx(model_path: Path, pixels: np.ndarray) -> np.ndarray:
 
 def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = None,
              split: str | None = None) -> dict:
-    metadata = ModelMetadata.from_props(
-        {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
-    )
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
     folder = Path(data) / split if split else Path(data)
     found = dataset.discover(folder, labels_csv)
     examples = found.examples
     pixels = np.stack([load_pixels(e.path, metadata.input_size) for e in examples])
     labels = np.array([e.label for e in examples])
-    probabilities = predict_onnx(model_path, pixels)
+    probabilities = predict_onnx(session, pixels)
     result = metrics.classification_metrics(labels, probabilities, metadata.threshold)
     result["model"] = f"{metadata.model_name} {metadata.model_version}"
     result["data"] = f"{folder}: {found.summary()}"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from cxr_common.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata, ModelMetadataError
@@ -40,19 +39,16 @@ class Classifier:
             raise ModelLoadError(f"model file '{self.path}' does not exist")
         raw = self.path.read_bytes()
         self.sha256 = hashlib.sha256(raw).hexdigest()
+        self.session = self._create_session(raw, device, intra_op_threads)  # also validates the file
         try:
-            proto = onnx.load_from_string(raw)
-            self.metadata = ModelMetadata.from_props({p.key: p.value for p in proto.metadata_props})
+            self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
         except ModelMetadataError as exc:
             raise ModelLoadError(f"model file '{self.path}': {exc}") from exc
-        except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
-            raise ModelLoadError(f"model file '{self.path}' is not a readable ONNX model: {exc}") from exc
         if self.metadata.preprocessing_version != PREPROCESSING_VERSION:
             raise ModelLoadError(
                 f"model was trained with preprocessing version {self.metadata.preprocessing_version}, "
                 f"this service implements version {PREPROCESSING_VERSION}"
             )
-        self.session = self._create_session(raw, device, intra_op_threads)
         self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
         self._check_signature()
 
@@ -64,7 +60,7 @@ class Classifier:
         try:
             session = ort.InferenceSession(raw, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelLoadError(f"onnxruntime cannot load '{self.path}': {exc}") from exc
+            raise ModelLoadError(f"model file '{self.path}' is not a loadable ONNX model: {exc}") from exc
         active = session.get_providers()
         if CUDA not in active:
             if device == Device.cuda:
