@@ -58,9 +58,8 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> DecodedImage:
             return DecodedImage(image_to_pixels(image, size), kind, width, height)
     except LateralViewError as exc:
         raise ApiError(422, "lateral_view", str(exc)) from exc
-    except UnsupportedImageError as exc:
-        raise ApiError(415, "unsupported_media_type", str(exc)) from exc
     except ImageTooLargeError as exc:
         raise ApiError(422, "image_too_large", str(exc)) from exc
-    except ImageDecodeError as exc:
+    except (ImageDecodeError, UnsupportedImageError) as exc:
+        # the magic number said JPEG/PNG, so a file Pillow cannot identify is a corrupt one
         raise ApiError(422, "undecodable_image", f"cannot decode this {kind.upper()} file: {exc}") from exc

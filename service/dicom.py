@@ -8,6 +8,7 @@ BSD-3) for JPEG lossless. pylibjpeg-libjpeg is GPL-3 and deliberately not used.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pydicom
@@ -33,6 +34,14 @@ def is_dicom(data: bytes) -> bool:
 
 def read_dicom(data: bytes, max_pixels: int | None = None) -> tuple[Image.Image, int, int]:
     """DICOM bytes -> (8-bit 'L' image of the first frame, width, height)."""
+    with warnings.catch_warnings():
+        # pydicom warns about non-conformant files, quoting element values (patient data):
+        # they must not reach logs. What matters surfaces as the errors below.
+        warnings.simplefilter("ignore")
+        return _read_dicom(data, max_pixels)
+
+
+def _read_dicom(data: bytes, max_pixels: int | None) -> tuple[Image.Image, int, int]:
     try:
         dataset = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:

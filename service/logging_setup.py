@@ -32,6 +32,8 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # pydicom logs what it warns about, quoting element values (patient data)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     # uvicorn's access log prints raw paths and client addresses; ours replaces it
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

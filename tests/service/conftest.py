@@ -1,0 +1,38 @@
+"""The real app on the bundled model, through TestClient (lifespan runs)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.app import create_app
+from service.config import Settings
+
+
+def make_client(bundled_model, **settings) -> TestClient:
+    return TestClient(create_app(Settings(model_path=bundled_model, **settings)), raise_server_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def client(bundled_model):
+    with make_client(bundled_model) as test_client:
+        yield test_client
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body

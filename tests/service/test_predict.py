@@ -1,0 +1,141 @@
+"""POST /predict and /predict/batch with real X-rays: JPEG, PNG in every mode, DICOM."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from tests.conftest import dicom_sample
+from tests.service.conftest import assert_error, png_bytes
+
+
+def _check_prediction(body: dict, fmt: str):
+    p = body["probabilities"]
+    assert body["label"] in ("normal", "pneumonia")
+    assert p["normal"] + p["pneumonia"] == pytest.approx(1.0)
+    assert body["label"] == ("pneumonia" if p["pneumonia"] >= body["threshold"] else "normal")
+    assert body["model"]["name"] and body["model"]["version"] and len(body["model"]["sha256"]) == 64
+    assert body["input"]["format"] == fmt and body["elapsed_ms"] >= 0
+
+
+def test_multipart_jpeg(client, normal_jpeg):
+    response = client.post("/predict", files={"file": ("x.jpeg", normal_jpeg.read_bytes(), "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    _check_prediction(body, "jpeg")
+    with Image.open(normal_jpeg) as image:
+        assert (body["input"]["width"], body["input"]["height"]) == image.size
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream"])
+def test_raw_body_gives_the_same_answer(client, pneumonia_jpeg, content_type):
+    data = pneumonia_jpeg.read_bytes()
+    multipart = client.post("/predict", files={"file": ("x", data, "image/jpeg")}).json()
+    raw = client.post("/predict", content=data, headers={"Content-Type": content_type}).json()
+    assert raw["probabilities"] == multipart["probabilities"]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16"])
+def test_png_modes(client, normal_jpeg, mode):
+    with Image.open(normal_jpeg) as image:
+        gray = image.convert("L")
+    if mode == "I;16":
+        converted = Image.fromarray(np.asarray(gray, dtype=np.uint16) * 257)
+    else:
+        converted = gray.convert(mode)
+    response = client.post("/predict", content=png_bytes(converted), headers={"Content-Type": "image/png"})
+    assert response.status_code == 200, response.text
+    _check_prediction(response.json(), "png")
+    reference = client.post("/predict", content=png_bytes(gray), headers={"Content-Type": "image/png"}).json()
+    assert response.json()["probabilities"]["pneumonia"] == pytest.approx(
+        reference["probabilities"]["pneumonia"], abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "RG1_J2KR.dcm"])
+def test_dicom_chest_cr_monochrome1(client, name):
+    response = client.post("/predict", content=dicom_sample(name).read_bytes(),
+                           headers={"Content-Type": "application/dicom"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    _check_prediction(body, "dicom")
+    assert (body["input"]["width"], body["input"]["height"]) == (1841, 1955)
+
+
+def test_dicom_uncompressed_and_jpeg2000_agree(client):
+    answers = [
+        client.post("/predict", content=dicom_sample(n).read_bytes(),
+                    headers={"Content-Type": "application/dicom"}).json()["probabilities"]["pneumonia"]
+        for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm")
+    ]
+    assert answers[0] == pytest.approx(answers[1], abs=1e-6)  # lossless: the same pixels
+
+
+def test_dicom_monochrome1_is_inverted():
+    from service.dicom import read_dicom
+
+    image, _, _ = read_dicom(dicom_sample("RG1_UNCR.dcm").read_bytes())
+    pixels = np.asarray(image, dtype=float)
+    # after inversion the air around the patient (image border) is dark, the body bright
+    border = np.concatenate([pixels[:50].ravel(), pixels[-50:].ravel()])
+    assert border.mean() < pixels[800:1200, 600:1200].mean()
+
+
+@pytest.mark.parametrize(
+    "name", ["JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEG-LL.dcm", "SC_rgb_jpeg_dcmtk.dcm",
+             "emri_small.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm"],
+    ids=["jpeg-lossless-8bit", "jpeg-lossless-16bit", "jpeg-baseline-rgb", "multi-frame", "12-bit"],
+)
+def test_dicom_transfer_syntaxes_and_layouts(client, name):
+    # sent as octet-stream: the DICM preamble is enough to recognise it
+    response = client.post("/predict", content=dicom_sample(name).read_bytes(),
+                           headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.json()["input"]["format"] == "dicom"
+
+
+def test_dicom_bits_stored_are_honoured():
+    from service.dicom import read_dicom
+
+    # 12 bits stored in 16: stretched over its own range, not a dark 1/16th of 16-bit range
+    image, _, _ = read_dicom(dicom_sample("MR-SIEMENS-DICOM-WithOverlays.dcm").read_bytes())
+    assert np.asarray(image).max() == 255
+
+
+def _with_view(name: str, view: str) -> bytes:
+    dataset = pydicom.dcmread(dicom_sample(name))
+    dataset.ViewPosition = view
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("view", ["LL", "RL", "LATERAL"])
+def test_lateral_dicom_is_refused(client, view):
+    response = client.post("/predict", content=_with_view("RG1_UNCR.dcm", view),
+                           headers={"Content-Type": "application/dicom"})
+    assert_error(response, 422, "lateral_view")
+
+
+def test_frontal_dicom_with_view_is_scored(client):
+    response = client.post("/predict", content=_with_view("RG1_UNCR.dcm", "AP"),
+                           headers={"Content-Type": "application/dicom"})
+    assert response.status_code == 200
+
+
+def test_batch_keeps_order_and_scores_around_a_bad_file(client, val_images):
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in val_images[:3]]
+    files.insert(1, ("files", ("bad.jpeg", b"\xff\xd8\xff\xe0 broken", "image/jpeg")))
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3]
+    assert results[1]["error"]["code"] == "undecodable_image" and results[1]["result"] is None
+    for i, path in zip((0, 2, 3), val_images[:3]):
+        single = client.post("/predict", content=path.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        assert results[i]["result"]["probabilities"]["pneumonia"] == pytest.approx(
+            single.json()["probabilities"]["pneumonia"], abs=1e-5)
