@@ -1,4 +1,4 @@
-"""Command line: python -m model_export {train,evaluate} ...  (--help on each)."""
+"""Command line: python -m model_export {train,evaluate,publish} ...  (--help on each)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from model_export.evaluate import evaluate
 
     evaluate(args.model, args.data, args.out, labels_csv=args.labels, split=args.split)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from model_export.card import build_card
+
+    build_card(args.run, args.out)
     return 0
 
 
@@ -78,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", help="sub-folder of --data to score (e.g. val)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for JSON and PNGs")
     evaluate.set_defaults(handler=_evaluate)
+
+    publish = commands.add_parser("publish", help="ship a run's model with its model card")
+    publish.add_argument("--run", type=Path, required=True, help="a finished training run folder")
+    publish.add_argument("--out", type=Path, default=Path("models"), help="where the shipped model lives")
+    publish.set_defaults(handler=_publish)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

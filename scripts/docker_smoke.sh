@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the CPU image, run it with docker compose, send a real X-ray, check the answer.
+# Starts a Docker engine if none runs (as root), and builds a local stand-in for the base
+# image when it cannot be pulled. Traffic goes to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT=${CXR_SMOKE_PORT:-18080}
+BASE_IMAGE=python:3.11-slim
+XRAY=${CXR_SMOKE_XRAY:-../shared/data/chest_xray/val/PNEUMONIA/person1946_bacteria_4874.jpeg}
+export CXR_PUBLISH_PORT=$PORT
+
+log() { echo "[docker-smoke] $*" >&2; }
+
+ensure_engine() {
+    docker info >/dev/null 2>&1 && return
+    if ! command -v dockerd >/dev/null; then
+        log "installing docker.io"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+    fi
+    log "starting dockerd"
+    (dockerd >/tmp/cxr-dockerd.log 2>&1 &)
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
+    log "dockerd did not start:"; tail -20 /tmp/cxr-dockerd.log >&2; exit 1
+}
+
+compose() {
+    if docker compose version >/dev/null 2>&1; then docker compose "$@"
+    else
+        command -v docker-compose >/dev/null || {
+            log "installing docker-compose"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+        docker-compose "$@"
+    fi
+}
+
+ensure_engine
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "cannot pull $BASE_IMAGE; building a local stand-in"
+    bash docker/build_base_standin.sh "$BASE_IMAGE"
+fi
+# trust this machine's extra CAs inside the build (TLS-intercepting proxy)
+CXR_EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)"
+export CXR_EXTRA_CA_CERTS
+
+cleanup() { compose --profile cpu down --timeout 40 >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+log "building the CPU image"
+compose --profile cpu build cxr-cpu >/tmp/cxr-docker-build.log 2>&1 || { tail -30 /tmp/cxr-docker-build.log >&2; exit 1; }
+compose --profile cpu up -d cxr-cpu
+container=$(compose --profile cpu ps -q cxr-cpu)
+
+log "waiting for the container's healthcheck"
+for _ in $(seq 90); do
+    status=$(docker inspect -f '{{.State.Health.Status}}' "$container")
+    [ "$status" = healthy ] && break
+    [ "$(docker inspect -f '{{.State.Running}}' "$container")" = true ] || { docker logs "$container" >&2; exit 1; }
+    sleep 1
+done
+[ "$status" = healthy ] || { log "not healthy: $status"; docker logs "$container" >&2; exit 1; }
+[ "$(docker exec "$container" id -u)" != 0 ] || { log "container runs as root"; exit 1; }
+
+log "sending a real X-ray to 127.0.0.1:$PORT"
+answer=$(curl -sS --fail-with-body -F "file=@$XRAY" "http://127.0.0.1:$PORT/predict")
+python3 - "$answer" <<'PY'
+import json, sys
+body = json.loads(sys.argv[1])
+p = body["probabilities"]
+assert body["label"] in ("normal", "pneumonia"), body
+assert abs(p["normal"] + p["pneumonia"] - 1) < 1e-6, body
+assert body["input"]["format"] == "jpeg" and body["model"]["sha256"], body
+print(f"[docker-smoke] answer: {body['label']} (p_pneumonia={p['pneumonia']:.3f}, model {body['model']['version']})",
+      file=sys.stderr)
+PY
+bad=$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: image/jpeg' --data-binary 'not an image' "http://127.0.0.1:$PORT/predict")
+[ "$bad" = 415 ] || { log "expected 415 for a non-image, got $bad"; exit 1; }
+provider=$(curl -sS "http://127.0.0.1:$PORT/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["execution_provider"])')
+log "execution provider in the container: $provider"
+log "OK"
