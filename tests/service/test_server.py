@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,52 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-START_TIMEOUT_S = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """The server as operators run it; its output (JSON log lines) goes to `log`."""
-    with open(log, "w") as output:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "service", *args], cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT,
-        )
-
-
-def _wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    pytest.fail("server did not become ready")
-
+from tests.servers import free_port, running_service, start_service, wait_ready
 
 @pytest.fixture(scope="module")
 def server(bundled_model, tmp_path_factory):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("server") / "server.log"
-    process = _start(log, "--port", str(port), "--model", str(bundled_model), env={"CXR_MAX_UPLOAD_MB": "2"})
-    _wait_ready(process, url, log)
-    yield url, process
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_service(log, bundled_model, env={"CXR_MAX_UPLOAD_MB": "2"}) as running:
+        yield running
 
 
 def test_real_server_scores_real_xrays(server, val_images):
@@ -93,11 +50,11 @@ def test_real_server_refuses_a_streamed_oversized_upload(server, normal_jpeg):
 
 
 def test_sigterm_answers_accepted_requests_before_exit(bundled_model, normal_jpeg, tmp_path):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
-    process = _start(log, "--port", str(port), "--model", str(bundled_model))
-    _wait_ready(process, url, log)
+    process = start_service(log, "--port", str(port), "--model", str(bundled_model))
+    wait_ready(process, url, log)
     data = normal_jpeg.read_bytes()
     first_chunk_sent = threading.Event()
     result: dict = {}
@@ -137,7 +94,7 @@ def test_bad_model_or_device_stops_startup(case, tmp_path, bundled_model):
         Path(model).write_bytes(b"\x08\x01this is not an onnx model" * 100)
     env = {"CXR_DEVICE": "cuda"} if case == "cuda" else {}
     log = tmp_path / "server.log"
-    process = _start(log, "--port", str(_free_port()), "--model", str(model), env=env)
+    process = start_service(log, "--port", str(free_port()), "--model", str(model), env=env)
     process.wait(timeout=60)
     output = log.read_text()
     assert process.returncode == 1, output

@@ -1,0 +1,66 @@
+"""Asynchronous twin of Client, for asyncio code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import httpx
+
+from cxr_client import protocol
+from cxr_client.errors import ServiceError
+from cxr_client.results import ItemResult, Prediction
+from cxr_client.retry import RETRYABLE_ERRORS, RetryPolicy
+
+
+class AsyncClient:
+    def __init__(self, base_url: str, api_key: str | None = None,
+                 timeout: float = protocol.DEFAULT_TIMEOUT_S, retries: int | RetryPolicy = 5):
+        self.policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(attempts=max(1, retries))
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=protocol.headers(api_key))
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def predict(self, path_or_bytes: str | os.PathLike | bytes) -> Prediction:
+        data = await asyncio.to_thread(protocol.read_input, path_or_bytes)
+        last: Exception | None = None
+        for number in range(1, self.policy.attempts + 1):
+            try:
+                response = await self._http.post(
+                    "/predict", content=data, headers={"Content-Type": protocol.content_type(data)})
+                return protocol.judge(response)
+            except protocol.Retry as exc:
+                last, delay = exc, self.policy.delay(number, exc.retry_after)
+            except RETRYABLE_ERRORS as exc:
+                last, delay = exc, self.policy.delay(number)
+            if number < self.policy.attempts:
+                await asyncio.sleep(delay)
+        raise protocol.gave_up(self.policy, last)
+
+    async def predict_many(self, paths: Iterable[str | os.PathLike], concurrency: int = 4) -> AsyncIterator[ItemResult]:
+        """Score files `concurrency` at a time, yielding each result as it completes."""
+        limit = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(path: Path) -> ItemResult:
+            async with limit:
+                try:
+                    return ItemResult(path, prediction=await self.predict(path))
+                except (ServiceError, OSError) as exc:
+                    return ItemResult(path, error=str(exc))
+
+        tasks = [asyncio.create_task(one(Path(p))) for p in paths]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                yield await next_done
+        finally:
+            for task in tasks:
+                task.cancel()
