@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.batching import DirectRunner, DynamicBatcher
 from service.classifier import Classifier
 from service.config import Settings
 from service.errors import install_error_handlers
@@ -36,6 +37,11 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         loaded = classifier or Classifier(settings.model_path, settings.device, settings.intra_op_threads)
         loaded.warm_up()
         app.state.classifier = loaded
+        app.state.runner = (
+            DynamicBatcher(loaded, service_metrics, settings.batch_max_size, settings.batch_max_wait_ms)
+            if settings.batching else DirectRunner(loaded, service_metrics)
+        )
+        await app.state.runner.start()
         meta = loaded.metadata
         service_metrics.model_info.info({"name": meta.model_name, "version": meta.model_version,
                                          "sha256": loaded.sha256, "provider": loaded.provider})
@@ -44,6 +50,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
                  extra={"provider": loaded.provider, "model_version": meta.model_version})
         yield
         app.state.ready = False
+        await app.state.runner.stop()
 
     app = FastAPI(title="Chest X-ray pneumonia classifier", version="1.0.0",
                   description=DESCRIPTION, lifespan=lifespan)

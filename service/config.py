@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core")
+    batching: bool = True  # dynamic batching across concurrent requests
+    batch_max_size: int = Field(16, ge=1, description="images per onnxruntime run at most")
+    batch_max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for companions")
     max_upload_mb: float = Field(50.0, gt=0)
     max_pixels: int = Field(50_000_000, gt=0, description="decompression-bomb guard")
     max_batch_files: int = Field(32, ge=1)

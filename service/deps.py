@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.batching import DirectRunner
 from service.classifier import Classifier
 from service.config import Settings
 from service.metrics import ServiceMetrics
@@ -14,6 +15,10 @@ from service.security import check_api_key
 
 def get_classifier(request: Request) -> Classifier:
     return request.app.state.classifier
+
+
+def get_runner(request: Request) -> DirectRunner:
+    return request.app.state.runner
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,6 +30,7 @@ def get_metrics(request: Request) -> ServiceMetrics:
 
 
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+RunnerDep = Annotated[DirectRunner, Depends(get_runner)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ApiKeyDep = Depends(check_api_key)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from service.classifier import Classifier
-from service.deps import ApiKeyDep, ClassifierDep, MetricsDep, SettingsDep
+from service.deps import ApiKeyDep, ClassifierDep, MetricsDep, RunnerDep, SettingsDep
 from service.errors import ApiError
 from service.schemas import (
     BatchItem, BatchResponse, ErrorDetail, InputInfo, ModelRef, PredictResponse, Probabilities,
@@ -68,7 +68,8 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request, classifier: ClassifierDep, settings: SettingsDep, metrics: MetricsDep):
+async def predict(request: Request, classifier: ClassifierDep, runner: RunnerDep, settings: SettingsDep,
+                  metrics: MetricsDep):
     """Score one X-ray (multipart field `file`, or the raw body as image/jpeg, image/png or application/dicom)."""
     started = time.perf_counter()
     media_type = _media_type(request)
@@ -84,14 +85,15 @@ async def predict(request: Request, classifier: ClassifierDep, settings: Setting
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type '{media_type}' is not accepted; send multipart/form-data, "
                        "image/jpeg, image/png or application/dicom")
-    (result,) = await score(files, classifier, settings.max_pixels, metrics)
+    (result,) = await score(files, runner, settings.max_pixels, metrics)
     if isinstance(result, ApiError):
         raise result
     return _response(result, classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=BATCH_BODY)
-async def predict_batch(request: Request, classifier: ClassifierDep, settings: SettingsDep, metrics: MetricsDep):
+async def predict_batch(request: Request, classifier: ClassifierDep, runner: RunnerDep, settings: SettingsDep,
+                        metrics: MetricsDep):
     """Score several X-rays (multipart field `files`); one result or error per file, in order."""
     started = time.perf_counter()
     if _media_type(request) != "multipart/form-data":
@@ -99,7 +101,7 @@ async def predict_batch(request: Request, classifier: ClassifierDep, settings: S
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
         raise ApiError(400, "missing_file", "multipart request has no file in field 'files'")
-    results = await score(files, classifier, settings.max_pixels, metrics)
+    results = await score(files, runner, settings.max_pixels, metrics)
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [

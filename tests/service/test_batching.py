@@ -1,0 +1,49 @@
+"""Dynamic batching: concurrent requests share onnxruntime runs, each gets its own answer."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.servers import running_app
+
+
+def _scores(url: str, images, concurrency: int) -> dict[str, float]:
+    def one(path):
+        response = httpx.post(f"{url}/predict", content=path.read_bytes(),
+                              headers={"Content-Type": "image/jpeg"}, timeout=60)
+        assert response.status_code == 200, response.text
+        return path.name, response.json()["probabilities"]["pneumonia"]
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return dict(pool.map(one, images))
+
+
+def _batch_sizes(url: str) -> tuple[int, float]:
+    text = httpx.get(f"{url}/metrics").text
+    count = float(re.search(r"^cxr_inference_batch_size_count (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^cxr_inference_batch_size_sum (\S+)$", text, re.M).group(1))
+    return int(count), total
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_concurrent_requests_get_their_own_answers(bundled_model, val_images, batching):
+    settings = Settings(model_path=bundled_model, batching=batching, batch_max_wait_ms=20)
+    with running_app(create_app(settings)) as url:
+        one_by_one = _scores(url, val_images, concurrency=1)
+        runs_before, images_before = _batch_sizes(url)
+        together = _scores(url, val_images * 2, concurrency=16)
+        runs, images = _batch_sizes(url)
+    assert together.keys() == one_by_one.keys()
+    for name, p in together.items():
+        assert p == pytest.approx(one_by_one[name], abs=1e-5)
+    assert images - images_before == 32  # every image went through exactly one run
+    if batching:
+        assert runs - runs_before < 32  # ...and several shared a run
+    else:
+        assert runs - runs_before == 32
