@@ -42,7 +42,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from model_export.card import build_card
 
-    build_card(args.run, args.out)
+    build_card(args.run, args.out, int8_file=None if args.no_int8 else "cxr-pneumonia-int8.onnx")
     return 0
 
 
@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     publish = commands.add_parser("publish", help="ship a run's model with its model card")
     publish.add_argument("--run", type=Path, required=True, help="a finished training run folder")
     publish.add_argument("--out", type=Path, default=Path("models"), help="where the shipped model lives")
+    publish.add_argument("--no-int8", action="store_true", help="skip the int8 model for CPU hosts")
     publish.set_defaults(handler=_publish)
 
     args = parser.parse_args(argv)

@@ -20,9 +20,13 @@ from cxr_common.model_metadata import ModelMetadata
 from model_export import dataset, metrics
 from model_export.cache import load_or_preprocess
 from model_export.evaluate import predict_onnx
+from model_export.quantize import quantize
+from model_export.speed import images_per_second
 
 log = logging.getLogger(__name__)
 
+CALIBRATION_IMAGES = 256  # training images the int8 model is calibrated on
+SPEED_BATCH = 16  # batch size of the float vs int8 throughput comparison
 LOW_RESOLUTION_MAX_SIDE = 256  # the 224 px copies in the shared data; originals are larger
 DATA_CREDIT = (
     "Kermany, Daniel; Zhang, Kang; Goldbaum, Michael (2018), \"Labeled Optical Coherence "
@@ -68,7 +72,8 @@ def _source_groups(examples) -> np.ndarray:
     return np.array(low)
 
 
-def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.onnx") -> dict:
+def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.onnx",
+               int8_file: str | None = "cxr-pneumonia-int8.onnx") -> dict:
     run = json.loads((run_dir / "run.json").read_text())
     config = run["config"]
     onnx_path = run_dir / "model.onnx"
@@ -101,6 +106,10 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
 
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, out_dir / model_file)
+    int8 = None
+    if int8_file:
+        int8 = _quantized(out_dir / model_file, out_dir / int8_file, train, val, labels, config["seed"],
+                          metadata.input_size)
     card = {
         "model": {
             "name": metadata.model_name, "version": metadata.model_version, "file": model_file,
@@ -125,6 +134,7 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
             "official_val_16": official,
             "official_test_624": "held out; scored by the maintainers",
         },
+        "int8": int8,
         "intended_use": INTENDED_USE,
         "population": POPULATION,
         "limits": LIMITS,
@@ -133,6 +143,26 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
     (out_dir / "MODEL_CARD.md").write_text(render_markdown(card))
     log.info("published %s with MODEL_CARD.md and model_card.json in %s", model_file, out_dir)
     return card
+
+
+def _quantized(float_path: Path, int8_path: Path, train, val, labels, seed: int, size: int) -> dict:
+    """Quantize on training images; compare with the float model on validation and in speed."""
+    chosen = np.random.default_rng(seed).choice(len(train), size=min(CALIBRATION_IMAGES, len(train)), replace=False)
+    calibration = load_or_preprocess([train[i] for i in sorted(chosen)], size)
+    compared = quantize(float_path, int8_path, calibration, load_or_preprocess(val, size), labels)
+    float_speed = images_per_second(float_path, SPEED_BATCH)
+    int8_speed = images_per_second(int8_path, SPEED_BATCH)
+    return {
+        "file": int8_path.name,
+        "sha256": _sha256(int8_path),
+        "calibration_images": len(chosen),
+        "validation_float": compared["float"],
+        "validation_int8": compared["int8"],
+        "accuracy_difference_points": 100 * (compared["int8"]["accuracy"] - compared["float"]["accuracy"]),
+        "roc_auc_difference_points": 100 * (compared["int8"]["roc_auc"] - compared["float"]["roc_auc"]),
+        "throughput_images_per_s": {"float": float_speed, "int8": int8_speed, "batch_size": SPEED_BATCH},
+        "speedup": int8_speed / float_speed,
+    }
 
 
 def _metric_rows(named: dict[str, dict | None]) -> list[str]:
@@ -145,6 +175,26 @@ def _metric_rows(named: dict[str, dict | None]) -> list[str]:
         cells = [str(m[k]) if k == "n" else f"{m[k]:.4f}" for k in keys]
         rows.append(f"| {name} | " + " | ".join(cells) + f" | {m['confusion_matrix']} |")
     return rows
+
+
+def _int8_section(int8: dict | None) -> list[str]:
+    if not int8:
+        return []
+    speed = int8["throughput_images_per_s"]
+    return [
+        f"## int8 model for CPU hosts (`{int8['file']}`)",
+        f"Static quantization (QDQ, per-channel int8 weights, MinMax calibration on "
+        f"{int8['calibration_images']} training images), same threshold. Load it with "
+        f"`CXR_MODEL_PATH=models/{int8['file']}`.",
+        "",
+        *_metric_rows({"validation, float": int8["validation_float"], "validation, int8": int8["validation_int8"]}),
+        "",
+        f"Accuracy {int8['accuracy_difference_points']:+.2f} points, ROC AUC "
+        f"{int8['roc_auc_difference_points']:+.2f} points against the float model. Model-only "
+        f"throughput at batch {speed['batch_size']} on this machine: float {speed['float']:.0f} images/s, "
+        f"int8 {speed['int8']:.0f} images/s ({int8['speedup']:.2f}x), measured in the same run.",
+        "",
+    ]
 
 
 def render_markdown(card: dict) -> str:
@@ -194,6 +244,7 @@ def render_markdown(card: dict) -> str:
         "The official 624-image test split is held out and scored by the maintainers; it is known to "
         "be harder than any split of the training data (see limits).",
         "",
+        *_int8_section(card.get("int8")),
         "## Known limits",
         *[f"- {limit}" for limit in card["limits"]],
         "",
