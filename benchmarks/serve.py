@@ -1,0 +1,197 @@
+"""Benchmark POST /predict against what this machine allows, in one run.
+
+    python -m benchmarks.serve [--model models/cxr-pneumonia.onnx] [--seconds 15] [--soak 300]
+
+Measures on the same images (the 16 official val JPEGs at full resolution and a chest DICOM):
+  P  preprocess-only throughput (decode + resize as the service does it, all cores)
+  M  model-only throughput (onnxruntime at its best batch size, all cores)
+  bound = 1 / (1/M + 1/P) on a CPU, where decoding and inference share the cores;
+          min(M, P) with --device cuda, where inference runs on the GPU
+  naive = the same model served with one session.run per request after a full-resolution decode
+then the service itself at concurrency 1, 4, 16 and 64, and prints the ratios
+service / naive and service / bound. Environment variables (CXR_*) pass through to the service,
+e.g. CXR_BATCHING=false to measure without dynamic batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.loadgen import LoadResult, build_requests, run_load
+from cxr_common.model_metadata import INPUT_NAME
+from cxr_common.preprocessing import to_model_input
+from model_export.speed import best_images_per_second
+from service.decoding import decode_upload
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
+HOST = "127.0.0.1"
+CONCURRENCIES = (1, 4, 16, 64)
+MAX_PIXELS = 50_000_000
+
+
+def load_bodies(data: Path) -> list[tuple[bytes, str]]:
+    from pydicom.data import get_testdata_file
+
+    jpegs = sorted((data / "val").rglob("*.jpeg"))
+    bodies = [(p.read_bytes(), "image/jpeg") for p in jpegs]
+    bodies.append((Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes(), "application/dicom"))
+    return bodies
+
+
+def input_size(model: Path) -> int:
+    return ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].shape[1]
+
+
+def _preprocess_for(bodies, seconds, size) -> int:
+    count, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for body, _ in bodies:
+            decode_upload(body, size, MAX_PIXELS)
+            count += 1
+    return count
+
+
+def preprocess_throughput(bodies, seconds: float, size: int) -> float:
+    """Images/s decoding on every core (one process per core; the mix is cycled in full)."""
+    workers = os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) as pool:
+        started = time.perf_counter()
+        counts = list(pool.map(_preprocess_for, [bodies] * workers, [seconds] * workers, [size] * workers))
+        return sum(counts) / (time.perf_counter() - started)
+
+
+def single_image_ms(model: Path, bodies) -> float:
+    """Mean time for one image, decode + model at batch 1, one after another."""
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    size = session.get_inputs()[0].shape[1]
+    for body, _ in bodies[:2]:  # warm up
+        session.run(None, {INPUT_NAME: to_model_input(decode_upload(body, size, MAX_PIXELS).pixels)})
+    started = time.perf_counter()
+    rounds = 3
+    for _ in range(rounds):
+        for body, _ in bodies:
+            session.run(None, {INPUT_NAME: to_model_input(decode_upload(body, size, MAX_PIXELS).pixels)})
+    return (time.perf_counter() - started) / (rounds * len(bodies)) * 1000
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A server subprocess on 127.0.0.1, ready when /health/ready answers 200."""
+
+    def __init__(self, module: str, model: Path, extra_env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", module, "--port", str(self.port), "--model", str(model)],
+            cwd=REPO_ROOT, env={**os.environ, **(extra_env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit(f"{module} exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://{HOST}:{self.port}/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        sys.exit(f"{module} did not become ready")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+        os.unlink(self.log.name)
+
+
+def load(server: Server, bodies, concurrency: int, seconds: float) -> LoadResult:
+    requests = build_requests(HOST, server.port, bodies)
+    run_load(HOST, server.port, requests, concurrency, min(2.0, seconds))  # warm-up, discarded
+    return run_load(HOST, server.port, requests, concurrency, seconds)
+
+
+def row(name: str, result: LoadResult) -> str:
+    return (f"{name:<22} c={result.concurrency:<3} {result.throughput:8.1f} img/s   p50 "
+            f"{result.percentile_ms(50):7.1f} ms  p95 {result.percentile_ms(95):7.1f} ms  p99 "
+            f"{result.percentile_ms(99):7.1f} ms  errors {result.errors}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    parser.add_argument("--seconds", type=float, default=15.0, help="per load level")
+    parser.add_argument("--soak", type=float, default=0.0, help="extra seconds at c=16, memory sampled")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=os.environ.get("CXR_DEVICE", "cpu"))
+    args = parser.parse_args(argv)
+    bodies = load_bodies(args.data)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"onnxruntime {ort.__version__}; model {args.model.name}; {len(bodies)} images "
+          f"({len(bodies) - 1} full-resolution JPEGs + 1 DICOM); {args.seconds:.0f} s per level", flush=True)
+
+    p = preprocess_throughput(bodies, min(args.seconds, 10), input_size(args.model))
+    m, best_batch = best_images_per_second(args.model, seconds=min(args.seconds / 3, 4))
+    bound = min(m, p) if args.device == "cuda" else 1 / (1 / m + 1 / p)
+    single = single_image_ms(args.model, bodies)
+    print(f"P preprocess-only      {p:8.1f} img/s (all cores)")
+    print(f"M model-only           {m:8.1f} img/s (batch {best_batch}, all cores)")
+    print(f"bound                  {bound:8.1f} img/s ({'min(M, P)' if args.device == 'cuda' else '1/(1/M + 1/P)'})")
+    print(f"one image, one by one  {single:8.1f} ms (decode + model at batch 1)", flush=True)
+
+    naive_server = Server("benchmarks.naive_server", args.model)
+    naive = load(naive_server, bodies, 16, args.seconds)
+    naive_server.stop()
+    print(row("naive baseline", naive), flush=True)
+
+    service = Server("service", args.model, {"CXR_DEVICE": args.device, "CXR_LOG_LEVEL": "WARNING"})
+    results = {}
+    for concurrency in CONCURRENCIES:
+        results[concurrency] = load(service, bodies, concurrency, args.seconds)
+        print(row("service", results[concurrency]), flush=True)
+    if args.soak:
+        rss = [service.rss_mb()]
+        deadline = time.monotonic() + args.soak
+        soak_errors = 0
+        while time.monotonic() < deadline:
+            soak_errors += load(service, bodies, 16, min(10.0, max(1.0, deadline - time.monotonic()))).errors
+            rss.append(service.rss_mb())
+        print(f"soak {args.soak:.0f} s at c=16: RSS {rss[0]:.0f} MB -> {rss[-1]:.0f} MB "
+              f"(max {max(rss):.0f} MB, samples {len(rss)}), errors {soak_errors}")
+    service.stop()
+
+    c16 = results[16].throughput
+    errors = sum(r.errors for r in results.values())
+    print()
+    print(f"service / naive baseline at c=16: {c16 / naive.throughput:.2f}x")
+    print(f"service / bound at c=16:          {c16 / bound:.2f}x   (target >= 0.80)")
+    print(f"p50 at c=1 / one image:           {results[1].percentile_ms(50) / single:.2f}x   (target <= 1.25)")
+    print(f"errors at any concurrency:        {errors}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
