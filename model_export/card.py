@@ -119,7 +119,8 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
             "output": "'pneumonia_probability' float32 (N, 1)",
             "preprocessing_version": metadata.preprocessing_version, "created_at": metadata.created_at,
         },
-        "data": {"credit": DATA_CREDIT, **run["data"]},
+        "data": {"credit": DATA_CREDIT, **run["data"],
+                 "split": {"validation_fraction": config["validation_fraction"], "seed": config["seed"]}},
         "training": {
             "optimizer": f"Adam, learning rate {config['learning_rate']}", "loss": "binary cross-entropy",
             "class_weights": config["class_weights"], "batch_size": config["batch_size"],

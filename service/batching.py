@@ -1,8 +1,9 @@
 """Run images from concurrent requests through onnxruntime together (dynamic batching).
 
 One batch of 16 costs far less than 16 runs of one: the per-run overhead is paid once and the
-convolutions run on larger matrices. Requests that arrive while a batch is being collected or
-run wait at most `max_wait_ms` for companions; each caller gets its own slice of the answer.
+convolutions run on larger matrices. A batch waits at most `max_wait_ms` for companions, and only
+while other requests are still being decoded (so a lone request never waits); each caller gets
+its own slice of the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class DirectRunner:
     async def start(self) -> None:
         pass
 
+    def decoding(self) -> "_Decoding":
+        """Context manager around a request's decoding: tells the batcher a request is coming."""
+        return _Decoding(self)
+
     async def stop(self) -> None:
         pass
 
@@ -45,6 +50,7 @@ class DynamicBatcher(DirectRunner):
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dynamic-batcher")
@@ -70,6 +76,8 @@ class DynamicBatcher(DirectRunner):
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
         while count < self.max_batch:
             if self._queue.empty():
+                if not self.decodes_in_flight:
+                    break  # nobody else is coming: run now rather than wait
                 remaining = deadline - asyncio.get_running_loop().time()
                 if remaining <= 0:
                     break
@@ -101,3 +109,16 @@ class DynamicBatcher(DirectRunner):
                 if not future.done():  # a caller that went away (disconnect) is skipped
                     future.set_result(predictions[start : start + len(pixels)])
                 start += len(pixels)
+
+
+class _Decoding:
+    def __init__(self, runner: DirectRunner):
+        self.runner = runner
+
+    def __enter__(self) -> None:
+        if isinstance(self.runner, DynamicBatcher):
+            self.runner.decodes_in_flight += 1
+
+    def __exit__(self, *exc_info) -> None:
+        if isinstance(self.runner, DynamicBatcher):
+            self.runner.decodes_in_flight -= 1

@@ -55,6 +55,9 @@ class Classifier:
     def _create_session(self, raw: bytes, device: Device, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # ORT's threads spin after each run by default; here they would burn the cores that
+        # the decoding threads need (measured: +8% throughput at concurrency 16 without it)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         wants_cuda = device in (Device.auto, Device.cuda) and CUDA in ort.get_available_providers()
         providers = [CUDA, CPU] if wants_cuda else [CPU]
         try:

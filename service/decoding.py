@@ -51,7 +51,7 @@ def decode_upload(data: bytes, size: int, max_pixels: int) -> DecodedImage:
         raise ApiError(415, "unsupported_media_type", "the file is not a JPEG, PNG or DICOM image")
     try:
         if kind == "dicom":
-            image, width, height = read_dicom(data, max_pixels)
+            image, width, height = read_dicom(data, max_pixels, min_side=size)
             return DecodedImage(image_to_pixels(image, size), kind, width, height)
         with open_image(data, max_pixels=max_pixels) as image:
             width, height = image.size

@@ -34,7 +34,8 @@ def _decode_all(files: list[bytes], size: int, max_pixels: int) -> list[DecodedI
 async def score(files: list[bytes], runner: DirectRunner, max_pixels: int,
                 metrics: ServiceMetrics) -> list[Scored | ApiError]:
     # Pillow and pydicom release the GIL while decoding: threads decode in parallel
-    decoded = await to_thread.run_sync(_decode_all, files, runner.classifier.input_size, max_pixels)
+    with runner.decoding():
+        decoded = await to_thread.run_sync(_decode_all, files, runner.classifier.input_size, max_pixels)
     good = [d for d in decoded if isinstance(d, DecodedImage)]
     predictions = iter(await runner.predict(np.stack([d.pixels for d in good])) if good else ())
     results = [d if isinstance(d, ApiError) else Scored(d, next(predictions)) for d in decoded]

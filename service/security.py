@@ -11,7 +11,7 @@ from service.errors import ApiError
 API_KEY_HEADER = "X-API-Key"
 
 
-def check_api_key(request: Request) -> None:
+async def check_api_key(request: Request) -> None:
     """Accept `X-API-Key: KEY` or `Authorization: Bearer KEY` when keys are configured."""
     keys: list[str] = request.app.state.api_keys
     if not keys:

@@ -58,3 +58,48 @@ def test_official_val_images_as_good_as_the_card_says(session, val_images, card)
     accuracy = float(((probabilities >= threshold) == labels).mean())
     assert accuracy >= expected["accuracy"] - 1e-9
     assert accuracy >= 0.75  # and the card does not claim little
+
+
+@pytest.fixture(scope="module")
+def validation_split(card, shared_data):
+    """The shipped model's own patient-level validation split, rebuilt from its seed."""
+    from model_export import dataset
+    from model_export.cache import load_or_preprocess
+
+    split = card["data"]["split"]
+    found = dataset.discover(shared_data, split="train")
+    train, val = dataset.split_by_patient(found.examples, split["validation_fraction"], split["seed"])
+    assert dataset.fingerprint(train) == card["data"]["training_data_sha256"]
+    return load_or_preprocess(val, 300), np.array([e.label for e in val])
+
+
+def _validation_metrics(model_path, validation_split, threshold):
+    from model_export.evaluate import predict_onnx
+    from model_export.metrics import classification_metrics
+
+    pixels, labels = validation_split
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return classification_metrics(labels, predict_onnx(session, pixels), threshold)
+
+
+def test_card_validation_metrics_reproduce(bundled_model, validation_split, card):
+    measured = _validation_metrics(bundled_model, validation_split, card["threshold"]["value"])
+    claimed = card["metrics"]["validation_patient_split"]
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        assert measured[key] == pytest.approx(claimed[key], abs=1e-6), key
+
+
+def test_int8_model_is_close_to_float(bundled_model, validation_split, card):
+    int8_path = bundled_model.parent / card["int8"]["file"]
+    assert card["int8"]["sha256"] == hashlib.sha256(int8_path.read_bytes()).hexdigest()
+    threshold = card["threshold"]["value"]
+    float_metrics = _validation_metrics(bundled_model, validation_split, threshold)
+    int8_metrics = _validation_metrics(int8_path, validation_split, threshold)
+    assert abs(int8_metrics["accuracy"] - float_metrics["accuracy"]) <= 0.005
+    assert abs(int8_metrics["roc_auc"] - float_metrics["roc_auc"]) <= 0.005
+    # and the service loads it
+    from service.classifier import Classifier
+    from service.config import Device
+
+    classifier = Classifier(int8_path, Device.cpu)
+    assert classifier.metadata.model_name.endswith("-int8") and classifier.threshold == pytest.approx(threshold)

@@ -139,3 +139,13 @@ def test_batch_keeps_order_and_scores_around_a_bad_file(client, val_images):
         single = client.post("/predict", content=path.read_bytes(), headers={"Content-Type": "image/jpeg"})
         assert results[i]["result"]["probabilities"]["pneumonia"] == pytest.approx(
             single.json()["probabilities"]["pneumonia"], abs=1e-5)
+
+
+def test_dicom_reduced_decoding_matches_full_resolution():
+    from cxr_common.preprocessing import image_to_pixels
+    from service.dicom import read_dicom
+
+    data = dicom_sample("RG1_UNCR.dcm").read_bytes()
+    reduced = image_to_pixels(read_dicom(data, min_side=300)[0])
+    full = image_to_pixels(read_dicom(data)[0])
+    assert np.abs(reduced.astype(int) - full).mean() < 2.0
