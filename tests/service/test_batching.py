@@ -47,3 +47,19 @@ def test_concurrent_requests_get_their_own_answers(bundled_model, val_images, ba
         assert runs - runs_before < 32  # ...and several shared a run
     else:
         assert runs - runs_before == 32
+
+
+def test_a_lone_request_does_not_wait_for_companions(bundled_model, normal_jpeg):
+    # a huge max wait: a lone request must still be answered at once, not after 2 s
+    import time
+
+    settings = Settings(model_path=bundled_model, batch_max_wait_ms=2000)
+    with running_app(create_app(settings)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            client.post("/predict", content=normal_jpeg.read_bytes(), headers={"Content-Type": "image/jpeg"})
+            started = time.perf_counter()
+            response = client.post("/predict", content=normal_jpeg.read_bytes(),
+                                   headers={"Content-Type": "image/jpeg"})
+            elapsed = time.perf_counter() - started
+    assert response.status_code == 200
+    assert elapsed < 1.0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
+from unittest import mock
 
 import pydicom
 import pytest
@@ -90,12 +93,9 @@ def test_health_and_model_stay_open_with_keys(keyed_client):
 
 
 def test_settings_from_environment(tmp_path):
-    settings = Settings(_env_file=None, **{})  # defaults
+    settings = Settings()
     assert (settings.host, settings.port, settings.max_upload_mb, settings.max_batch_files) == (
         "127.0.0.1", 8000, 50.0, 32)
-    import os
-    from unittest import mock
-
     with mock.patch.dict(os.environ, {"CXR_PORT": "9123", "CXR_API_KEYS": "a,b", "CXR_DEVICE": "cpu"}):
         settings = Settings()
     assert settings.port == 9123 and settings.api_keys == ["a", "b"] and settings.device.value == "cpu"
@@ -108,8 +108,6 @@ def test_logs_are_json_without_patient_data(client, caplog, normal_jpeg):
     dataset = pydicom.dcmread(dicom_sample("RG1_UNCR.dcm"))
     dataset.PatientName = "DOE^JANE"
     dataset.PatientID = "MRN-99999"
-    import io
-
     buffer = io.BytesIO()
     dataset.save_as(buffer)
     client.post("/predict", files={"file": ("secret-name-1234.dcm", buffer.getvalue(), "application/dicom")})
