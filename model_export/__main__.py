@@ -16,7 +16,8 @@ def _train(args: argparse.Namespace) -> int:
     from model_export.train import TrainConfig, run
 
     augment = AugmentConfig(
-        zoom=args.zoom, rotation_degrees=args.rotation, flip=not args.no_flip,
+        zoom=args.zoom, independent_zoom=not args.keep_aspect, rotation_degrees=args.rotation,
+        flip=not args.no_flip,
         shift=args.shift, contrast=args.contrast, gamma=args.gamma, blur_probability=args.blur,
     )
     config = TrainConfig(
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--no-class-weights", action="store_true")
     train.add_argument("--zoom", type=float, default=0.15)
+    train.add_argument("--keep-aspect", action="store_true", help="zoom height and width together")
     train.add_argument("--rotation", type=float, default=10.0, help="degrees")
     train.add_argument("--shift", type=float, default=0.05)
     train.add_argument("--no-flip", action="store_true")

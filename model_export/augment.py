@@ -17,6 +17,9 @@ import tensorflow as tf
 @dataclass(frozen=True)
 class AugmentConfig:
     zoom: float = 0.15  # +-15 % zoom
+    # Zoom height and width independently: X-rays of every aspect ratio are squashed into a
+    # square, so the same chest arrives wider or taller depending on how it was framed.
+    independent_zoom: bool = True
     rotation_degrees: float = 10.0  # patients are rarely more tilted than this
     shift: float = 0.05  # +-5 % translation: a mild random crop / pad
     # Horizontal flip, as published: pneumonia is no more left than right; the mirrored heart
@@ -41,7 +44,8 @@ def build_augmenter(config: AugmentConfig, seed: int) -> keras.Sequential:
             keras.layers.RandomRotation(config.rotation_degrees / 360.0, fill_mode="nearest", seed=seed + 1)
         )
     if config.zoom:
-        geometric.append(keras.layers.RandomZoom(config.zoom, fill_mode="nearest", seed=seed + 2))
+        width = config.zoom if config.independent_zoom else None  # None: keep the aspect ratio
+        geometric.append(keras.layers.RandomZoom(config.zoom, width, fill_mode="nearest", seed=seed + 2))
     if config.shift:
         geometric.append(
             keras.layers.RandomTranslation(config.shift, config.shift, fill_mode="nearest", seed=seed + 3)

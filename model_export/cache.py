@@ -46,10 +46,14 @@ def preprocess_all(examples: list[Example], size: int, workers: int | None = Non
     return pixels
 
 
+def cache_path(examples: list[Example], size: int, cache_dir: Path | None = None) -> Path:
+    return Path(cache_dir or DEFAULT_CACHE_DIR) / f"pixels-{cache_key(examples, size)}.npy"
+
+
 def load_or_preprocess(examples: list[Example], size: int, cache_dir: Path | None = None) -> np.ndarray:
     """Cached pixels for `examples` (same order); preprocess and store them on a miss."""
-    cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR)
-    path = cache_dir / f"pixels-{cache_key(examples, size)}.npy"
+    path = cache_path(examples, size, cache_dir)
+    cache_dir = path.parent
     if path.exists():
         log.info("using cached pixels %s", path)
         return np.load(path)

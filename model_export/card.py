@@ -229,7 +229,8 @@ def render_markdown(card: dict) -> str:
         f"- Early stopping on {training['early_stopping']}: {training['epochs_run']} epochs run "
         f"(of at most {training['max_epochs']}), best weights from epoch {training['best_epoch']} restored.",
         f"- Time: {training['total_seconds'] / 60:.1f} minutes in all (preprocessing "
-        f"{training['preprocess_seconds']:.0f} s) on {training['hardware']}, TensorFlow {training['tensorflow']}.",
+        f"{training['preprocess_seconds']:.0f} s{' from the cache' if training.get('pixels_from_cache') else ''}) "
+        f"on {training['hardware']}, TensorFlow {training['tensorflow']}.",
         "",
         "## Threshold",
         f"{card['threshold']['value']:.4f}: {card['threshold']['rule']}",

@@ -24,7 +24,7 @@ from cxr_common.model_metadata import LABELS, ModelMetadata
 from cxr_common.preprocessing import IMAGE_SIZE, PREPROCESSING_VERSION, to_model_input
 from model_export import architectures, dataset, export, metrics
 from model_export.augment import AugmentConfig, make_augment_fn
-from model_export.cache import DEFAULT_CACHE_DIR, load_or_preprocess
+from model_export.cache import DEFAULT_CACHE_DIR, cache_path, load_or_preprocess
 from model_export.history import plot_history
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def run(config: TrainConfig) -> dict:
     )
     log.info("split by patient: %d train, %d validation images", len(train_examples), len(val_examples))
     all_examples = train_examples + val_examples
+    from_cache = cache_path(all_examples, config.image_size, config.cache_dir).exists()
     pixels = load_or_preprocess(all_examples, config.image_size, config.cache_dir)
     train_pixels, val_pixels = pixels[: len(train_examples)], pixels[len(train_examples):]
     train_labels = np.array([e.label for e in train_examples], dtype=np.float32)
@@ -71,10 +72,11 @@ def run(config: TrainConfig) -> dict:
     preprocess_seconds = time.monotonic() - started
 
     model = fit(config, train_pixels, train_labels, val_pixels, val_labels)
-    train_seconds = time.monotonic() - started - preprocess_seconds
+    # fitting time summed over every invocation (resumes included), from the run's own state
+    train_seconds = _read_state(config.out).get("elapsed_seconds", 0.0)
 
     val_probabilities = predict(model, val_pixels)
-    threshold = metrics.youden_threshold(val_labels, val_probabilities)
+    threshold = metrics.choose_threshold(val_labels, val_probabilities)
     val_metrics = metrics.classification_metrics(val_labels, val_probabilities, threshold)
     log.info("\n%s", metrics.format_table(val_metrics, "validation (patient split)"))
     official = score_official_val(model, config, threshold)
@@ -119,8 +121,9 @@ def run(config: TrainConfig) -> dict:
         "parity_max_abs_diff": parity,
         "timing": {
             "preprocess_seconds": round(preprocess_seconds, 1),
+            "pixels_from_cache": from_cache,
             "train_seconds": round(train_seconds, 1),
-            "total_seconds": round(time.monotonic() - started, 1),
+            "total_seconds": round(preprocess_seconds + train_seconds, 1),
             "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU only",
             "tensorflow": tf.__version__,
         },
