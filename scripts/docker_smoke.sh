@@ -29,7 +29,7 @@ compose() {
     else
         command -v docker-compose >/dev/null || {
             log "installing docker-compose"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
         docker-compose "$@"
     fi
 }
