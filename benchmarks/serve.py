@@ -26,7 +26,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import onnxruntime as ort
 
 from benchmarks.loadgen import LoadResult, build_requests, run_load

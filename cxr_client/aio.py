@@ -12,7 +12,7 @@ import httpx
 from cxr_client import protocol
 from cxr_client.errors import ServiceError
 from cxr_client.results import ItemResult, Prediction
-from cxr_client.retry import RETRYABLE_ERRORS, RetryPolicy
+from cxr_client.retry import RetryPolicy
 
 
 class AsyncClient:
@@ -38,12 +38,10 @@ class AsyncClient:
                 response = await self._http.post(
                     "/predict", content=data, headers={"Content-Type": protocol.content_type(data)})
                 return protocol.judge(response)
-            except protocol.Retry as exc:
-                last, delay = exc, self.policy.delay(number, exc.retry_after)
-            except RETRYABLE_ERRORS as exc:
-                last, delay = exc, self.policy.delay(number)
+            except protocol.RETRYABLE as exc:
+                last = exc
             if number < self.policy.attempts:
-                await asyncio.sleep(delay)
+                await asyncio.sleep(protocol.delay_after(self.policy, number, last))
         raise protocol.gave_up(self.policy, last)
 
     async def predict_many(self, paths: Iterable[str | os.PathLike], concurrency: int = 4) -> AsyncIterator[ItemResult]:

@@ -13,7 +13,7 @@ import httpx
 from cxr_client import protocol
 from cxr_client.errors import ServiceError
 from cxr_client.results import ItemResult, Prediction
-from cxr_client.retry import RETRYABLE_ERRORS, RetryPolicy
+from cxr_client.retry import RetryPolicy
 
 
 class Client:
@@ -73,10 +73,8 @@ class Client:
         for number in range(1, self.policy.attempts + 1):
             try:
                 return attempt()
-            except protocol.Retry as exc:
-                last, delay = exc, self.policy.delay(number, exc.retry_after)
-            except RETRYABLE_ERRORS as exc:
-                last, delay = exc, self.policy.delay(number)
+            except protocol.RETRYABLE as exc:
+                last = exc
             if number < self.policy.attempts:
-                time.sleep(delay)
+                time.sleep(protocol.delay_after(self.policy, number, last))
         raise protocol.gave_up(self.policy, last)

@@ -63,6 +63,14 @@ def error_from(response: httpx.Response) -> ServiceError:
         return ServiceError(response.text[:200] or response.reason_phrase, response.status_code)
 
 
+RETRYABLE = (Retry, *RETRYABLE_ERRORS)  # what the sync and async retry loops catch
+
+
+def delay_after(policy: RetryPolicy, attempt: int, failure: Exception) -> float:
+    """Seconds to wait after failed attempt `attempt`, honouring the server's Retry-After."""
+    return policy.delay(attempt, getattr(failure, "retry_after", None))
+
+
 def gave_up(policy: RetryPolicy, last: Exception) -> ServiceUnavailable:
     return ServiceUnavailable(f"no answer after {policy.attempts} attempts: {describe(last)}")
 
