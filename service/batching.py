@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from anyio import to_thread
@@ -25,13 +27,19 @@ class DirectRunner:
 
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics):
         self.classifier, self.metrics = classifier, metrics
+        self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
 
     async def start(self) -> None:
         pass
 
-    def decoding(self) -> "_Decoding":
-        """Context manager around a request's decoding: tells the batcher a request is coming."""
-        return _Decoding(self)
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Around a request's decoding: tells the batcher a request is coming."""
+        self.decodes_in_flight += 1
+        try:
+            yield
+        finally:
+            self.decodes_in_flight -= 1
 
     async def stop(self) -> None:
         pass
@@ -50,7 +58,6 @@ class DynamicBatcher(DirectRunner):
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
-        self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dynamic-batcher")
@@ -110,15 +117,3 @@ class DynamicBatcher(DirectRunner):
                     future.set_result(predictions[start : start + len(pixels)])
                 start += len(pixels)
 
-
-class _Decoding:
-    def __init__(self, runner: DirectRunner):
-        self.runner = runner
-
-    def __enter__(self) -> None:
-        if isinstance(self.runner, DynamicBatcher):
-            self.runner.decodes_in_flight += 1
-
-    def __exit__(self, *exc_info) -> None:
-        if isinstance(self.runner, DynamicBatcher):
-            self.runner.decodes_in_flight -= 1
