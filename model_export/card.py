@@ -108,8 +108,8 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
     shutil.copyfile(onnx_path, out_dir / model_file)
     int8 = None
     if int8_file:
-        int8 = _quantized(out_dir / model_file, out_dir / int8_file, train, val, labels, config["seed"],
-                          metadata.input_size)
+        int8 = _quantized(out_dir / model_file, out_dir / int8_file, train, pixels, labels, validation,
+                          config["seed"], metadata.input_size)
     card = {
         "model": {
             "name": metadata.model_name, "version": metadata.model_version, "file": model_file,
@@ -146,11 +146,13 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = "cxr-pneumonia.on
     return card
 
 
-def _quantized(float_path: Path, int8_path: Path, train, val, labels, seed: int, size: int) -> dict:
+def _quantized(float_path: Path, int8_path: Path, train, val_pixels, labels, float_metrics: dict,
+               seed: int, size: int) -> dict:
     """Quantize on training images; compare with the float model on validation and in speed."""
     chosen = np.random.default_rng(seed).choice(len(train), size=min(CALIBRATION_IMAGES, len(train)), replace=False)
     calibration = load_or_preprocess([train[i] for i in sorted(chosen)], size)
-    compared = quantize(float_path, int8_path, calibration, load_or_preprocess(val, size), labels)
+    compared = {"float": float_metrics,
+                "int8": quantize(float_path, int8_path, calibration, val_pixels, labels, float_metrics)}
     float_speed = images_per_second(float_path, SPEED_BATCH)
     int8_speed = images_per_second(int8_path, SPEED_BATCH)
     return {

@@ -46,8 +46,9 @@ class PixelsReader(CalibrationDataReader):
 
 
 def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
-             validation_pixels: np.ndarray, validation_labels: np.ndarray) -> dict:
-    """Write the int8 model to `out`; returns float vs int8 validation metrics."""
+             validation_pixels: np.ndarray, validation_labels: np.ndarray, float_metrics: dict) -> dict:
+    """Write the int8 model to `out`; returns its validation metrics (`float_metrics`: the
+    float model's on the same images, kept in the int8 model's metadata for comparison)."""
     session = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
     with tempfile.TemporaryDirectory() as scratch:
@@ -61,8 +62,6 @@ def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
             calibrate_method=CalibrationMethod.MinMax,
         )
     quantized = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    float_metrics = metrics.classification_metrics(
-        validation_labels, predict_onnx(session, validation_pixels), metadata.threshold)
     int8_metrics = metrics.classification_metrics(
         validation_labels, predict_onnx(quantized, validation_pixels), metadata.threshold)
     props = metadata.to_props() | {
@@ -79,4 +78,4 @@ def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
     log.info("int8 model %s: validation accuracy %.4f (float %.4f), ROC AUC %.4f (float %.4f)",
              out, int8_metrics["accuracy"], float_metrics["accuracy"],
              int8_metrics["roc_auc"], float_metrics["roc_auc"])
-    return {"float": float_metrics, "int8": int8_metrics}
+    return int8_metrics
