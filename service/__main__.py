@@ -11,13 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
 from pydantic import ValidationError
 
-from service.app import create_app
 from service.classifier import Classifier, ModelLoadError
 from service.config import Settings
-from service.logging_setup import configure_logging
+from service.server import configure_process, serve
 
 log = logging.getLogger("service")
 
@@ -27,29 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to listen on (CXR_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (CXR_PORT, default 8000)")
     parser.add_argument("--model", type=Path, help="ONNX model (CXR_MODEL_PATH, default the bundled model)")
+    parser.add_argument("--workers", type=int, help="server processes (CXR_WORKERS; default one per core on the CPU, 1 with CUDA)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "model_path": args.model}.items()
-                 if v is not None}
+    given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_process(settings)
     try:
         # load before binding the port, so a bad model stops start-up with a clear message
-        classifier = Classifier(settings.model_path, settings.device, settings.intra_op_threads)
+        classifier = Classifier(settings.model_path, settings.device, settings.onnx_thread_count)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    uvicorn.run(
-        create_app(settings, classifier),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep our JSON logging
-        timeout_graceful_shutdown=settings.graceful_shutdown_s,
-    )
-    return 0
+    return serve(settings, classifier)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from service.batching import DirectRunner, DynamicBatcher
-from service.classifier import Classifier
+from service.classifier import CUDA, Classifier
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
@@ -34,17 +34,18 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = classifier or Classifier(settings.model_path, settings.device, settings.intra_op_threads)
+        loaded = classifier or Classifier(settings.model_path, settings.device, settings.onnx_thread_count)
         loaded.warm_up()
         app.state.classifier = loaded
+        batching = settings.batching if settings.batching is not None else loaded.provider == CUDA
+        threads = settings.decode_thread_count
         app.state.runner = (
-            DynamicBatcher(loaded, service_metrics, settings.batch_max_size, settings.batch_max_wait_ms)
-            if settings.batching else DirectRunner(loaded, service_metrics)
+            DynamicBatcher(loaded, service_metrics, threads, settings.batch_max_size, settings.batch_max_wait_ms)
+            if batching else DirectRunner(loaded, service_metrics, threads)
         )
         await app.state.runner.start()
         meta = loaded.metadata
-        service_metrics.model_info.info({"name": meta.model_name, "version": meta.model_version,
-                                         "sha256": loaded.sha256, "provider": loaded.provider})
+        service_metrics.model_info.labels(meta.model_name, meta.model_version, loaded.sha256, loaded.provider).set(1)
         app.state.ready = True
         log.info("model loaded and warmed up",
                  extra={"provider": loaded.provider, "model_version": meta.model_version})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 from pathlib import Path
 
@@ -19,6 +20,11 @@ class Device(str, Enum):
     cpu = "cpu"
 
 
+def available_cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the whole host)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CXR_", extra="ignore")
 
@@ -26,8 +32,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads; 0 = one per core")
-    batching: bool = True  # dynamic batching across concurrent requests
+    # 0 for these three = chosen for the machine (see the properties below and the README)
+    workers: int = Field(0, ge=0, description="server processes, each with its own copy of the model")
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per process")
+    decode_threads: int = Field(0, ge=0, description="uploads decoded at once per process")
+    # dynamic batching across concurrent requests; unset = on with CUDA, off on the CPU (see batching.py)
+    batching: bool | None = None
     batch_max_size: int = Field(16, ge=1, description="images per onnxruntime run at most")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for companions")
     max_upload_mb: float = Field(50.0, gt=0)
@@ -53,6 +63,20 @@ class Settings(BaseSettings):
             if not self.api_keys_file.is_file():
                 raise ValueError(f"CXR_API_KEYS_FILE '{self.api_keys_file}' does not exist")
         return self
+
+    def worker_count(self, cuda: bool) -> int:
+        # one process per core on the CPU; with CUDA one process, whose batches keep the GPU busy
+        return self.workers or (1 if cuda else available_cores())
+
+    @property
+    def onnx_thread_count(self) -> int:
+        # the cores shared out among the worker processes
+        return self.intra_op_threads or max(1, available_cores() // max(1, self.workers))
+
+    @property
+    def decode_thread_count(self) -> int:
+        # two per core: while one thread waits for the GIL, the other keeps the core busy
+        return self.decode_threads or max(2, 2 * available_cores() // max(1, self.workers))
 
     @property
     def max_upload_bytes(self) -> int:

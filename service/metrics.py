@@ -1,8 +1,13 @@
-"""Prometheus metrics, in a registry owned by each app (no global state between apps)."""
+"""Prometheus metrics, in a registry owned by each app (no global state between apps).
+
+With several worker processes (PROMETHEUS_MULTIPROC_DIR set before they start), prometheus-client
+keeps every value in a per-process file instead, and a scrape adds the files up."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -26,4 +31,16 @@ class ServiceMetrics:
         self.predictions = Counter(
             "cxr_predictions", "images scored, by predicted label", ("label",), registry=self.registry,
         )
-        self.model_info = Info("cxr_model", "the model being served", registry=self.registry)
+        # a gauge at 1 rather than an Info metric, which multiprocess mode does not support
+        self.model_info = Gauge(
+            "cxr_model_info", "the model being served", ("name", "version", "sha256", "provider"),
+            multiprocess_mode="max", registry=self.registry,
+        )
+
+    def scrape_registry(self) -> CollectorRegistry:
+        """What /metrics exposes: this app's registry, or the sum over all worker processes."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return self.registry
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)
+        return combined

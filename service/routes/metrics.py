@@ -14,4 +14,4 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", response_class=Response)
 async def prometheus_metrics(metrics: MetricsDep):
     """Requests by route and status, latency histogram, inference batch sizes, model info."""
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics.scrape_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from service.classifier import Classifier
-from service.deps import ApiKeyDep, ClassifierDep, MetricsDep, RunnerDep, SettingsDep
+from service.deps import ApiKeyDep, RunnerDep, SettingsDep
 from service.errors import ApiError
 from service.schemas import (
     BatchItem, BatchResponse, ErrorDetail, InputInfo, ModelRef, PredictResponse, Probabilities,
     error_examples,
 )
-from service.scoring import Scored, score
+from service.scoring import Scored
 
 router = APIRouter(tags=["predict"], dependencies=[ApiKeyDep])
 
@@ -68,8 +68,7 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request, classifier: ClassifierDep, runner: RunnerDep, settings: SettingsDep,
-                  metrics: MetricsDep):
+async def predict(request: Request, runner: RunnerDep, settings: SettingsDep):
     """Score one X-ray (multipart field `file`, or the raw body as image/jpeg, image/png or application/dicom)."""
     started = time.perf_counter()
     media_type = _media_type(request)
@@ -85,15 +84,14 @@ async def predict(request: Request, classifier: ClassifierDep, runner: RunnerDep
         raise ApiError(415, "unsupported_media_type",
                        f"Content-Type '{media_type}' is not accepted; send multipart/form-data, "
                        "image/jpeg, image/png or application/dicom")
-    (result,) = await score(files, runner, settings.max_pixels, metrics)
+    (result,) = await runner.score(files, settings.max_pixels)
     if isinstance(result, ApiError):
         raise result
-    return _response(result, classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
+    return _response(result, runner.classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=BATCH_BODY)
-async def predict_batch(request: Request, classifier: ClassifierDep, runner: RunnerDep, settings: SettingsDep,
-                        metrics: MetricsDep):
+async def predict_batch(request: Request, runner: RunnerDep, settings: SettingsDep):
     """Score several X-rays (multipart field `files`); one result or error per file, in order."""
     started = time.perf_counter()
     if _media_type(request) != "multipart/form-data":
@@ -101,13 +99,13 @@ async def predict_batch(request: Request, classifier: ClassifierDep, runner: Run
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
         raise ApiError(400, "missing_file", "multipart request has no file in field 'files'")
-    results = await score(files, runner, settings.max_pixels, metrics)
+    results = await runner.score(files, settings.max_pixels)
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [
         BatchItem(index=i, error=ErrorDetail(code=r.code, message=r.message))
         if isinstance(r, ApiError)
-        else BatchItem(index=i, result=_response(r, classifier, request_id, elapsed_ms))
+        else BatchItem(index=i, result=_response(r, runner.classifier, request_id, elapsed_ms))
         for i, r in enumerate(results)
     ]
     return BatchResponse(results=items, request_id=request_id, elapsed_ms=round(elapsed_ms, 2))

@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from fastapi.testclient import TestClient
+
 from service.app import create_app
+from service.batching import DirectRunner, DynamicBatcher
 from service.config import Settings
 from tests.servers import running_app
 
@@ -63,3 +66,10 @@ def test_a_lone_request_does_not_wait_for_companions(bundled_model, normal_jpeg)
             elapsed = time.perf_counter() - started
     assert response.status_code == 200
     assert elapsed < 1.0
+
+
+@pytest.mark.parametrize(("batching", "runner"), [(None, DirectRunner), (True, DynamicBatcher), (False, DirectRunner)])
+def test_batching_is_on_with_cuda_only_unless_set(bundled_model, batching, runner):
+    # the CPU provider here: unset means no batching (it buys little on a CPU, see batching.py)
+    with TestClient(create_app(Settings(model_path=bundled_model, batching=batching))) as client:
+        assert type(client.app.state.runner) is runner
