@@ -75,8 +75,11 @@ class Settings(BaseSettings):
 
     @property
     def decode_thread_count(self) -> int:
-        # two per core: while one thread waits for the GIL, the other keeps the core busy
-        return self.decode_threads or max(2, 2 * available_cores() // max(1, self.workers))
+        if self.decode_threads:
+            return self.decode_threads
+        if self.workers > 1:  # one per core, shared out: each core busy, no GIL contention
+            return max(1, available_cores() // self.workers)
+        return 2 * available_cores()  # one process: while one thread waits for the GIL, another runs
 
     @property
     def max_upload_bytes(self) -> int:
