@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
+
+from cxr_common.hardware import available_cores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "cxr-pneumonia.onnx"
@@ -18,11 +19,6 @@ class Device(str, Enum):
     auto = "auto"  # CUDA when it really works, else CPU with a warning
     cuda = "cuda"  # refuse to start without a working CUDA provider
     cpu = "cpu"
-
-
-def available_cores() -> int:
-    """The cores this process may run on (a container's cpuset, not the whole host)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Settings(BaseSettings):

@@ -99,3 +99,22 @@ def test_resume_continues_from_the_last_checkpoint(subset_class_folders, tmp_pat
     assert "resuming from epoch 1" in caplog.text
     with open(out / "history.csv") as handle:
         assert [r["epoch"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+def test_publish_ships_float_and_int8_models_with_a_card(trained_run, tmp_path):
+    from model_export.card import build_card
+    from service.classifier import Classifier
+
+    card = build_card(trained_run, tmp_path, speed_seconds=0.2)
+    int8 = card["int8"]
+    assert (tmp_path / "MODEL_CARD.md").is_file() and (tmp_path / "model_card.json").is_file()
+    assert int8["validation_int8"]["n"] == int8["validation_float"]["n"] > 0
+    assert abs(int8["accuracy_difference_points"]) <= 100
+    assert int8["speedup"] == pytest.approx(int8["throughput_images_per_s"]["int8"]
+                                            / int8["throughput_images_per_s"]["float"])
+    assert "int8" in (tmp_path / "MODEL_CARD.md").read_text()
+    # the service loads the int8 model as it does the float one, with the same threshold
+    float_model, int8_model = Classifier(tmp_path / "cxr-pneumonia.onnx"), Classifier(tmp_path / int8["file"])
+    assert int8_model.threshold == float_model.threshold
+    pixels = np.zeros((2, SIZE, SIZE), dtype=np.uint8)
+    assert len(int8_model.predict(pixels)) == 2
