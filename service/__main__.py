@@ -1,4 +1,4 @@
-"""python -m service [--host H] [--port P] [--model PATH]: serve the model with uvicorn.
+"""python -m service [--host H] [--port P] [--model PATH] [--workers N]: serve the model with uvicorn.
 
 Every option also comes from CXR_* environment variables (see service/config.py); options
 given here win.
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_process(settings)
     try:
         # load before binding the port, so a bad model stops start-up with a clear message
-        classifier = Classifier(settings.model_path, settings.device, settings.onnx_thread_count)
+        classifier = Classifier(settings.model_path, settings.device, settings.onnx_thread_count,
+                                settings.solo_thread_count)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = classifier or Classifier(settings.model_path, settings.device, settings.onnx_thread_count)
+        loaded = classifier or Classifier(
+            settings.model_path, settings.device, settings.onnx_thread_count, settings.solo_thread_count)
         loaded.warm_up()
         app.state.classifier = loaded
         batching = settings.batching if settings.batching is not None else loaded.provider == CUDA

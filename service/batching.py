@@ -39,6 +39,7 @@ class DirectRunner:
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int):
         self.classifier, self.metrics, self.threads = classifier, metrics, threads
         self._limiter: CapacityLimiter | None = None
+        self._in_flight = 0  # requests in this process between arrival and answer
 
     async def start(self) -> None:
         self._limiter = CapacityLimiter(self.threads)  # needs the running event loop
@@ -47,7 +48,11 @@ class DirectRunner:
         pass
 
     async def score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
-        results = await self._score(files, max_pixels)
+        self._in_flight += 1
+        try:
+            results = await self._score(files, max_pixels)
+        finally:
+            self._in_flight -= 1
         for result in results:
             if isinstance(result, Scored):
                 self.metrics.predictions.labels(result.prediction.label).inc()
@@ -62,7 +67,7 @@ class DirectRunner:
         if pixels is None:
             return attach(decoded, [])
         self.metrics.batch_size.observe(len(pixels))
-        return attach(decoded, self.classifier.predict(pixels))
+        return attach(decoded, self.classifier.predict(pixels, alone=self._in_flight == 1))
 
 
 class DynamicBatcher(DirectRunner):

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
         return self.intra_op_threads or max(1, available_cores() // max(1, self.workers))
 
     @property
+    def solo_thread_count(self) -> int:
+        # a request alone in its process may run the model on every core (unless threads are set)
+        return self.intra_op_threads or available_cores()
+
+    @property
     def decode_thread_count(self) -> int:
         if self.decode_threads:
             return self.decode_threads

@@ -6,6 +6,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
 
 from fastapi.testclient import TestClient
@@ -73,3 +74,16 @@ def test_batching_is_on_with_cuda_only_unless_set(bundled_model, batching, runne
     # the CPU provider here: unset means no batching (it buys little on a CPU, see batching.py)
     with TestClient(create_app(Settings(model_path=bundled_model, batching=batching))) as client:
         assert type(client.app.state.runner) is runner
+
+
+def test_a_lone_request_may_use_more_threads_with_the_same_scores(bundled_model, val_images):
+    from cxr_common.preprocessing import load_pixels
+    from service.classifier import Classifier
+
+    classifier = Classifier(bundled_model, intra_op_threads=1, solo_threads=2)
+    assert classifier._solo_session is not None
+    assert Classifier(bundled_model, intra_op_threads=2, solo_threads=2)._solo_session is None
+    pixels = np.stack([load_pixels(path) for path in val_images[:4]])
+    shared = [p.probability for p in classifier.predict(pixels)]
+    alone = [p.probability for p in classifier.predict(pixels, alone=True)]
+    assert alone == pytest.approx(shared, abs=1e-5)
