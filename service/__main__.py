@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="address to listen on (CXR_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (CXR_PORT, default 8000)")
     parser.add_argument("--model", type=Path, help="ONNX model (CXR_MODEL_PATH, default the bundled model)")
-    parser.add_argument("--workers", type=int, help="server processes (CXR_WORKERS; default one per core on the CPU, 1 with CUDA)")
+    parser.add_argument("--workers", type=int,
+                        help="server processes (CXR_WORKERS; default one per core on the CPU, 1 with CUDA)")
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}

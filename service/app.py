@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         )
         await app.state.runner.start()
         meta = loaded.metadata
-        service_metrics.model_info.labels(meta.model_name, meta.model_version, loaded.sha256, loaded.provider).set(1)
+        service_metrics.model_info.labels(
+            meta.model_name, meta.model_version, loaded.sha256, loaded.provider).set(1)
         app.state.ready = True
         log.info("model loaded and warmed up",
                  extra={"provider": loaded.provider, "model_version": meta.model_version})

@@ -110,9 +110,14 @@ def _supervise(settings: Settings) -> int:
             if process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
-    workers = [start() for _ in range(settings.workers)]
-    signal.signal(signal.SIGTERM, stop)
+    workers: list[multiprocessing.Process] = []
+    signal.signal(signal.SIGTERM, stop)  # before the first start: no worker is ever left behind
     signal.signal(signal.SIGINT, stop)
+    for _ in range(settings.workers):
+        if not stopping:
+            workers.append(start())
+    if stopping:  # the signal came while they were starting: make sure each one heard it
+        stop(None, None)
     log.info("started %d worker processes", len(workers))
     status = 0
     while not stopping:
