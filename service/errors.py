@@ -19,9 +19,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
-    def __reduce__(self):  # picklable, so decoding can run in worker processes
-        return (ApiError, (self.status, self.code, self.message, self.headers))
-
 
 def error_body(code: str, message: str, request_id: str | None) -> dict:
     return {"error": {"code": code, "message": message}, "request_id": request_id}
