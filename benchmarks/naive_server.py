@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from PIL import Image
 
+from cxr_common.model_metadata import INPUT_NAME
 from service.dicom import is_dicom, read_dicom
 
 
@@ -26,7 +27,7 @@ def create_app(model: str) -> FastAPI:
     def score(data: bytes) -> float:
         image = read_dicom(data)[0] if is_dicom(data) else Image.open(io.BytesIO(data))
         pixels = np.asarray(image.convert("L").resize((size, size), Image.Resampling.BILINEAR), np.float32)
-        return float(session.run(None, {"image": (pixels / 255.0)[None, ..., None]})[0][0, 0])
+        return float(session.run(None, {INPUT_NAME: (pixels / 255.0)[None, ..., None]})[0][0, 0])
 
     @app.post("/predict")
     async def predict(request: Request):

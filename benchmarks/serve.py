@@ -30,9 +30,11 @@ import httpx
 import onnxruntime as ort
 
 from benchmarks.loadgen import LoadResult, build_requests, run_load
+from cxr_common.hardware import available_cores
 from cxr_common.model_metadata import INPUT_NAME
 from cxr_common.preprocessing import to_model_input
 from model_export.speed import best_images_per_second
+from service.config import Settings
 from service.decoding import decode_upload
 from service.memory import keep_freed_memory
 
@@ -40,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
 HOST = "127.0.0.1"
 CONCURRENCIES = (1, 4, 16, 64)
-MAX_PIXELS = 50_000_000
+MAX_PIXELS = Settings.model_fields["max_pixels"].default  # the service's decompression-bomb guard
 
 
 def load_bodies(data: Path) -> list[tuple[bytes, str]]:
@@ -67,7 +69,7 @@ def _preprocess_for(bodies, seconds, size) -> int:
 
 def preprocess_throughput(bodies, seconds: float, size: int) -> float:
     """Images/s decoding on every core (one process per core; the mix is cycled in full)."""
-    workers = os.cpu_count() or 1
+    workers = available_cores()
     with ProcessPoolExecutor(workers, initializer=keep_freed_memory) as pool:
         started = time.perf_counter()
         counts = list(pool.map(_preprocess_for, [bodies] * workers, [seconds] * workers, [size] * workers))
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     keep_freed_memory()  # the service's allocator settings here too: the bound is the best this machine does
     bodies = load_bodies(args.data)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    print(f"machine: {platform.processor() or platform.machine()}, {available_cores()} cores; "
           f"onnxruntime {ort.__version__}; model {args.model.name}; {len(bodies)} images "
           f"({len(bodies) - 1} full-resolution JPEGs + 1 DICOM); {args.seconds:.0f} s per level", flush=True)
 

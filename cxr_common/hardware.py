@@ -1,8 +1,11 @@
-"""What the machine offers this process."""
+"""What the machine offers this process, and how to start more of them."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+
+SPAWN = multiprocessing.get_context("spawn")  # never fork a process that holds onnxruntime threads
 
 
 def available_cores() -> int:

@@ -7,17 +7,14 @@ over batch sizes, is what the model allows here.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from cxr_common.hardware import available_cores
+from cxr_common.hardware import SPAWN, available_cores
 from cxr_common.model_metadata import INPUT_NAME
-
-SPAWN = multiprocessing.get_context("spawn")  # never fork a process that holds onnxruntime threads
 
 
 def images_per_second(model: Path | str, batch_size: int, seconds: float = 3.0, threads: int = 0,

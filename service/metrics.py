@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus-client reads at import
 
 
 class ServiceMetrics:
@@ -39,7 +40,7 @@ class ServiceMetrics:
 
     def scrape_registry(self) -> CollectorRegistry:
         """What /metrics exposes: this app's registry, or the sum over all worker processes."""
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if MULTIPROCESS_DIR not in os.environ:
             return self.registry
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined)

@@ -24,11 +24,13 @@ from multiprocessing.connection import wait
 import uvicorn
 from fastapi import FastAPI
 
+from cxr_common.hardware import SPAWN
 from service.app import create_app
 from service.classifier import CUDA, Classifier
 from service.config import Settings
 from service.logging_setup import configure_logging
 from service.memory import keep_freed_memory
+from service.metrics import MULTIPROCESS_DIR
 
 log = logging.getLogger("service")
 
@@ -36,9 +38,7 @@ log = logging.getLogger("service")
 # lets a thread in pure Python (pydicom parsing a header, say) keep the loop and the other threads
 # waiting while cores sit idle; measured at concurrency 16 on 2 cores, 1 ms served 5-10% more.
 SWITCH_INTERVAL_S = 0.001
-MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CRASH_LOOP_S = 10.0  # a worker that dies sooner than this after starting is not restarted
-SPAWN = multiprocessing.get_context("spawn")  # never fork a process that holds onnxruntime threads
 
 
 def configure_process(settings: Settings) -> None:
