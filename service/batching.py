@@ -1,10 +1,11 @@
 """Runners: how decoded uploads reach the model.
 
-DirectRunner (the default on the CPU): one worker thread decodes a request's files and runs
-them through onnxruntime, with no hand-off in between. On a CPU, batching buys little (this
-model: 419 images/s at batch 1 against 426 at batch 4 on one core) and each hand-off between
-threads costs the GIL and a context switch; measured at concurrency 16 on 2 cores, this path
-served 211 images/s against 193 with batching.
+DirectRunner (the default on the CPU): one scoring thread decodes a request's files and runs
+them through onnxruntime, with no hand-off in between. On a CPU, batching buys little and each
+hand-off between threads costs the GIL and a context switch: measured at concurrency 16 on
+2 cores, this path served 211 images/s against 193 with batching (one worker process), and
+scoring the requests already waiting as one batch of up to 2 or 4 gained nothing over one at a
+time (two worker processes).
 
 DynamicBatcher (the default on CUDA): decodes in worker threads, then runs images from
 concurrent requests through onnxruntime together. On a GPU one run of 16 costs little more than
@@ -23,12 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from anyio import CapacityLimiter, to_thread
 
 from service.classifier import Classifier, Prediction
 from service.errors import ApiError
 from service.metrics import ServiceMetrics
 from service.scoring import Scored, attach, decode_all, pixels_of
+from service.worker_threads import WorkerThreads
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,15 @@ class DirectRunner:
     """Each request decoded and scored in one worker thread; no batching across requests."""
 
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int):
-        self.classifier, self.metrics, self.threads = classifier, metrics, threads
-        self._limiter: CapacityLimiter | None = None
+        self.classifier, self.metrics = classifier, metrics
+        self._workers = WorkerThreads(threads, "cxr-score")
         self._in_flight = 0  # requests in this process between arrival and answer
 
     async def start(self) -> None:
-        self._limiter = CapacityLimiter(self.threads)  # needs the running event loop
+        self._workers.start()
 
     async def stop(self) -> None:
-        pass
+        self._workers.stop()
 
     async def score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
         self._in_flight += 1
@@ -59,7 +60,7 @@ class DirectRunner:
         return results
 
     async def _score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
-        return await to_thread.run_sync(self._decode_and_predict, files, max_pixels, limiter=self._limiter)
+        return await self._workers.run(self._decode_and_predict, files, max_pixels)
 
     def _decode_and_predict(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
         decoded = decode_all(files, self.classifier.input_size, max_pixels)
@@ -80,12 +81,16 @@ class DynamicBatcher(DirectRunner):
         self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._inference = WorkerThreads(1, "cxr-infer")  # one batch at a time, in its own thread
 
     async def start(self) -> None:
         await super().start()
+        self._inference.start()
         self._task = asyncio.create_task(self._run(), name="dynamic-batcher")
 
     async def stop(self) -> None:
+        await super().stop()
+        self._inference.stop()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -105,8 +110,7 @@ class DynamicBatcher(DirectRunner):
 
     async def _score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
         with self._decoding():
-            decoded = await to_thread.run_sync(decode_all, files, self.classifier.input_size, max_pixels,
-                                               limiter=self._limiter)
+            decoded = await self._workers.run(decode_all, files, self.classifier.input_size, max_pixels)
         pixels = pixels_of(decoded)
         return attach(decoded, [] if pixels is None else await self._submit(pixels))
 
@@ -143,7 +147,7 @@ class DynamicBatcher(DirectRunner):
             batch = np.concatenate([pixels for pixels, _ in items])
             self.metrics.batch_size.observe(len(batch))
             try:
-                predictions = await to_thread.run_sync(self.classifier.predict, batch)
+                predictions = await self._inference.run(self.classifier.predict, batch)
             except Exception as exc:  # noqa: BLE001 - every caller must hear of it, not just a log
                 log.exception("batched inference failed")
                 for _, future in items:
