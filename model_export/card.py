@@ -163,7 +163,7 @@ def _quantized(float_path: Path, int8_path: Path, train, val_pixels, labels, flo
         "accuracy_difference_points": 100 * (compared["int8"]["accuracy"] - compared["float"]["accuracy"]),
         "roc_auc_difference_points": 100 * (compared["int8"]["roc_auc"] - compared["float"]["roc_auc"]),
         "throughput_images_per_s": {"float": float_speed, "int8": int8_speed},
-        "throughput_measured_at": {"float": float_how, "int8": int8_how},
+        "throughput_measured_at": {"float": str(float_how), "int8": str(int8_how)},
         "speedup": int8_speed / float_speed,
     }
 

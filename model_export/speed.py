@@ -8,6 +8,7 @@ over batch sizes, is what the model allows here.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ import onnxruntime as ort
 
 from cxr_common.hardware import SPAWN, available_cores
 from cxr_common.model_metadata import INPUT_NAME
+
+CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def images_per_second(model: Path | str, batch_size: int, seconds: float = 3.0, threads: int = 0,
@@ -55,18 +58,37 @@ def per_core_images_per_second(model: Path | str, batch_size: int, seconds: floa
     return total
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How the model's runs use the machine."""
+
+    batch_size: int
+    per_core: bool = False  # one single-threaded session per core (else one with a thread per core)
+    device: str = "cpu"
+
+    def __str__(self) -> str:
+        if self.device == "cuda":
+            return f"batch {self.batch_size}, GPU"
+        way = "a one-thread session per core" if self.per_core else "one session with a thread per core"
+        return f"batch {self.batch_size}, {way}"
+
+
+def layout_images_per_second(model: Path | str, layout: Layout, seconds: float = 3.0) -> float:
+    if layout.device == "cuda":
+        return images_per_second(model, layout.batch_size, seconds, providers=CUDA_PROVIDERS)
+    if layout.per_core:
+        return per_core_images_per_second(model, layout.batch_size, seconds)
+    return images_per_second(model, layout.batch_size, seconds)
+
+
 def best_images_per_second(model: Path | str, batch_sizes=(1, 4, 8, 16, 32), seconds: float = 3.0,
-                           device: str = "cpu") -> tuple[float, str]:
-    """(images/s, how): the best over batch sizes and, on the CPU, over the two ways of using
+                           device: str = "cpu") -> tuple[float, Layout]:
+    """(images/s, layout): the best over batch sizes and, on the CPU, over the two ways of using
     all cores; on CUDA, one session on the GPU."""
     if device == "cuda":
-        providers = ("CUDAExecutionProvider", "CPUExecutionProvider")
-        return max((images_per_second(model, b, seconds, providers=providers), f"batch {b}, GPU")
-                   for b in batch_sizes)
-    one_session = max((images_per_second(model, b, seconds), f"batch {b}, one session with a thread per core")
-                      for b in batch_sizes)
-    if available_cores() == 1:
-        return one_session
-    per_core = max((per_core_images_per_second(model, b, seconds), f"batch {b}, a one-thread session per core")
-                   for b in batch_sizes)
-    return max(one_session, per_core)
+        layouts = [Layout(b, device="cuda") for b in batch_sizes]
+    else:
+        ways = (False, True) if available_cores() > 1 else (False,)
+        layouts = [Layout(b, per_core) for per_core in ways for b in batch_sizes]
+    return max(((layout_images_per_second(model, layout, seconds), layout) for layout in layouts),
+               key=lambda measured: measured[0])
