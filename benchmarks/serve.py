@@ -190,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds of P, M and the service at c=16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=os.environ.get("CXR_DEVICE", "cpu"))
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     keep_freed_memory()  # the service's allocator settings here too: the bound is the best this machine does
     bodies = load_bodies(args.data)
     print(f"machine: {platform.processor() or platform.machine()}, {available_cores()} cores; "
@@ -215,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in CONCURRENCIES:
         results[concurrency] = load(service, bodies, concurrency, args.seconds)
         print(row("service", results[concurrency]), flush=True)
-    ratios, paired_errors = paired_ratios(service, bodies, args.model, layout, args.rounds, min(args.seconds, 6.0), args.device)
+    ratios, paired_errors = paired_ratios(service, bodies, args.model, layout, args.rounds,
+                                          min(args.seconds, 6.0), args.device)
     if args.soak:
         rss = [service.rss_mb()]
         deadline = time.monotonic() + args.soak
