@@ -7,6 +7,7 @@ over batch sizes, is what the model allows here.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +93,14 @@ def best_images_per_second(model: Path | str, batch_sizes=(1, 4, 8, 16, 32), sec
         layouts = [Layout(b, per_core) for per_core in ways for b in batch_sizes]
     return max(((layout_images_per_second(model, layout, seconds), layout) for layout in layouts),
                key=lambda measured: measured[0])
+
+
+def paired_speedup(baseline: Path | str, baseline_layout: Layout, candidate: Path | str, candidate_layout: Layout,
+                   rounds: int = 5, seconds: float = 2.0) -> tuple[list[float], float, float]:
+    """Candidate over baseline in `rounds` back-to-back pairs, each model in its own layout:
+    (the ratios, the baseline's and the candidate's median images/s). This machine's speed drifts
+    by several percent within a minute; two runs seconds apart share the drift."""
+    speeds = [(layout_images_per_second(baseline, baseline_layout, seconds),
+               layout_images_per_second(candidate, candidate_layout, seconds)) for _ in range(rounds)]
+    ratios = [b / a for a, b in speeds]
+    return ratios, statistics.median(a for a, _ in speeds), statistics.median(b for _, b in speeds)
