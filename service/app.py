@@ -13,6 +13,7 @@ from service.config import Settings
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.peers import PeerLoad
 from service.routes import health, metrics, model, predict
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,10 @@ Errors always answer `{"error": {"code", "message"}, "request_id"}` with a 4xx s
 """
 
 
-def create_app(settings: Settings | None = None, classifier: Classifier | None = None) -> FastAPI:
-    """The app for `settings` (default: from CXR_* variables); `classifier` skips loading."""
+def create_app(settings: Settings | None = None, classifier: Classifier | None = None,
+               peers: PeerLoad | None = None) -> FastAPI:
+    """The app for `settings` (default: from CXR_* variables); `classifier` skips loading;
+    `peers`: the load of the other worker processes, when there are several."""
     settings = settings or Settings()
     service_metrics = ServiceMetrics()
 
@@ -42,7 +45,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         threads = settings.decode_thread_count
         app.state.runner = (
             DynamicBatcher(loaded, service_metrics, threads, settings.batch_max_size, settings.batch_max_wait_ms)
-            if batching else DirectRunner(loaded, service_metrics, threads)
+            if batching else DirectRunner(loaded, service_metrics, threads, peers)
         )
         await app.state.runner.start()
         meta = loaded.metadata

@@ -28,6 +28,7 @@ import numpy as np
 from service.classifier import Classifier, Prediction
 from service.errors import ApiError
 from service.metrics import ServiceMetrics
+from service.peers import PeerLoad
 from service.scoring import Scored, attach, decode_all, pixels_of
 from service.worker_threads import WorkerThreads
 
@@ -35,32 +36,51 @@ log = logging.getLogger(__name__)
 
 
 class DirectRunner:
-    """Each request decoded and scored in one worker thread; no batching across requests."""
+    """Each request decoded and scored in one worker thread; no batching across requests.
 
-    def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int):
-        self.classifier, self.metrics = classifier, metrics
+    With `peers` (the other worker processes' load), a helper thread takes requests while the
+    other workers are idle, so a client whose connections all landed here still gets every core."""
+
+    def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int,
+                 peers: PeerLoad | None = None):
+        self.classifier, self.metrics, self.peers = classifier, metrics, peers
         self._workers = WorkerThreads(threads, "cxr-score")
+        self._helper = WorkerThreads(1, "cxr-help") if peers is not None else None
         self._in_flight = 0  # requests in this process between arrival and answer
 
     async def start(self) -> None:
         self._workers.start()
+        if self._helper is not None:
+            self._helper.start()
 
     async def stop(self) -> None:
         self._workers.stop()
+        if self._helper is not None:
+            self._helper.stop()
+
+    def _others_idle(self) -> bool:
+        return self.peers is None or self.peers.others_idle()
 
     async def score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
         self._in_flight += 1
+        if self.peers is not None:
+            self.peers.add(1)
         try:
             results = await self._score(files, max_pixels)
         finally:
             self._in_flight -= 1
+            if self.peers is not None:
+                self.peers.add(-1)
         for result in results:
             if isinstance(result, Scored):
                 self.metrics.predictions.labels(result.prediction.label).inc()
         return results
 
     async def _score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
-        return await self._workers.run(self._decode_and_predict, files, max_pixels)
+        threads = self._workers
+        if self._helper is not None and self._helper.pending < threads.pending and self._others_idle():
+            threads = self._helper
+        return await threads.run(self._decode_and_predict, files, max_pixels)
 
     def _decode_and_predict(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
         decoded = decode_all(files, self.classifier.input_size, max_pixels)
@@ -68,7 +88,8 @@ class DirectRunner:
         if pixels is None:
             return attach(decoded, [])
         self.metrics.batch_size.observe(len(pixels))
-        return attach(decoded, self.classifier.predict(pixels, alone=self._in_flight == 1))
+        alone = self._in_flight == 1 and self._others_idle()
+        return attach(decoded, self.classifier.predict(pixels, alone=alone))
 
 
 class DynamicBatcher(DirectRunner):

@@ -31,6 +31,7 @@ from service.config import Settings
 from service.logging_setup import configure_logging
 from service.memory import keep_freed_memory
 from service.metrics import MULTIPROCESS_DIR
+from service.peers import PeerLoad, shared_counts
 
 log = logging.getLogger("service")
 
@@ -81,24 +82,26 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(settings: Settings) -> None:
-    """One worker process: its own socket on the shared port, its own app and model."""
+def _worker(settings: Settings, load_counts, slot: int) -> None:
+    """One worker process: its own socket on the shared port, its own app and model; its slot
+    in `load_counts` tells the others how busy it is."""
     configure_process(settings)
     try:
         sock = _listening_socket(settings.host, settings.port)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         sys.exit(1)
-    _server(settings, create_app(settings)).run(sockets=[sock])
+    _server(settings, create_app(settings, peers=PeerLoad(load_counts, slot))).run(sockets=[sock])
 
 
 def _supervise(settings: Settings) -> int:
     """Start the workers, restart one that dies, and on SIGTERM/SIGINT pass SIGTERM on to each
     (uvicorn's graceful shutdown) and wait for them."""
     stopping = False
+    load_counts = shared_counts(settings.workers)
 
-    def start() -> multiprocessing.Process:
-        process = SPAWN.Process(target=_worker, args=(settings,), name="cxr-worker")
+    def start(slot: int) -> multiprocessing.Process:
+        process = SPAWN.Process(target=_worker, args=(settings, load_counts, slot), name="cxr-worker")
         process.start()
         process.started_at = time.monotonic()
         return process
@@ -113,9 +116,9 @@ def _supervise(settings: Settings) -> int:
     workers: list[multiprocessing.Process] = []
     signal.signal(signal.SIGTERM, stop)  # before the first start: no worker is ever left behind
     signal.signal(signal.SIGINT, stop)
-    for _ in range(settings.workers):
+    for slot in range(settings.workers):
         if not stopping:
-            workers.append(start())
+            workers.append(start(slot))
     if stopping:  # the signal came while they were starting: make sure each one heard it
         stop(None, None)
     log.info("started %d worker processes", len(workers))
@@ -131,7 +134,7 @@ def _supervise(settings: Settings) -> int:
                 stop(None, None)
                 break
             log.warning("a worker process exited with status %s; starting another", process.exitcode)
-            workers[i] = start()
+            workers[i] = start(i)
     deadline = time.monotonic() + settings.graceful_shutdown_s + 5
     for process in workers:
         process.join(max(0.0, deadline - time.monotonic()))

@@ -36,6 +36,7 @@ class WorkerThreads:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.pending = 0  # jobs queued or running (kept by the event loop's thread)
 
     def start(self) -> None:
         """From the event loop that will await the results."""
@@ -57,7 +58,11 @@ class WorkerThreads:
             raise RuntimeError(f"{self.name} threads are not running")
         future = asyncio.get_running_loop().create_future()
         self._jobs.put((function, args, future))
-        return await future
+        self.pending += 1
+        try:
+            return await future
+        finally:
+            self.pending -= 1
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:

@@ -1,0 +1,82 @@
+"""Worker processes see each other's load: a worker whose peers are idle uses a helper thread
+(and the multi-threaded session for a lone request); a worker whose peers are busy does not."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from service.batching import DirectRunner
+from service.classifier import Classifier
+from service.metrics import ServiceMetrics
+from service.peers import PeerLoad, shared_counts
+
+
+def test_each_worker_sees_whether_the_others_have_requests_in_flight():
+    counts = shared_counts(3)
+    first, second, third = (PeerLoad(counts, slot) for slot in range(3))
+    assert first.others_idle() and second.others_idle()
+    second.add(2)
+    assert not first.others_idle() and not third.others_idle()
+    assert second.others_idle()  # its own requests do not count
+    second.add(-2)
+    assert first.others_idle()
+    third.add(1)
+    PeerLoad(counts, 2)  # a worker started in slot 2 again (the old one died): nothing in flight
+    assert first.others_idle()
+
+
+class ThreadRecordingRunner(DirectRunner):
+    """Notes which thread scored each request (to see where the work went)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.threads: list[str] = []
+        self.alone: list[bool] = []
+
+    def _decode_and_predict(self, files, max_pixels):
+        self.threads.append(threading.current_thread().name)
+        self.alone.append(self._in_flight == 1 and self._others_idle())
+        return super()._decode_and_predict(files, max_pixels)
+
+
+@pytest.fixture(scope="module")
+def classifier(bundled_model):
+    return Classifier(bundled_model, intra_op_threads=1, solo_threads=2)
+
+
+def _score_together(runner: DirectRunner, uploads: list[bytes]) -> list:
+    async def main():
+        await runner.start()
+        try:
+            return await asyncio.gather(*(runner.score([data], 50_000_000) for data in uploads))
+        finally:
+            await runner.stop()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("peer_busy", [False, True])
+def test_a_helper_thread_takes_requests_only_while_the_other_workers_are_idle(classifier, val_images, peer_busy):
+    counts = shared_counts(2)
+    peer = PeerLoad(counts, 1)
+    if peer_busy:
+        peer.add(1)
+    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, peers=PeerLoad(counts, 0))
+    results = _score_together(runner, [path.read_bytes() for path in val_images[:6]])
+    assert all(result.prediction.label in ("normal", "pneumonia") for (result,) in results)
+    helped = sum(name.startswith("cxr-help") for name in runner.threads)
+    if peer_busy:
+        assert helped == 0
+        assert not any(runner.alone)  # the other worker's core is taken: one thread for the model
+    else:
+        assert 2 <= helped <= 4  # the two threads share the six requests
+    assert counts[0] == 0  # nothing left in flight
+
+
+def test_a_lone_request_with_idle_peers_runs_alone(classifier, normal_jpeg):
+    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, peers=PeerLoad(shared_counts(2), 0))
+    _score_together(runner, [normal_jpeg.read_bytes()])
+    assert runner.threads == ["cxr-score-0"] and runner.alone == [True]
