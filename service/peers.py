@@ -20,6 +20,8 @@ def shared_counts(workers: int) -> ctypes.Array:
 
 
 class PeerLoad:
+    """This worker's slot in the shared counts, and a look at the others'."""
+
     def __init__(self, counts: ctypes.Array, slot: int):
         self._counts, self._slot = counts, slot
         self._counts[slot] = 0  # a replaced worker starts with nothing in flight
