@@ -89,19 +89,19 @@ def bound_of(p: float, m: float, device: str) -> float:
     return min(m, p) if device == "cuda" else 1 / (1 / m + 1 / p)
 
 
-def paired_ratios(service: "Server", bodies, model: Path, layout: Layout, rounds: int, seconds: float,
-                  device: str) -> tuple[list[float], int]:
+def paired_ratios(service: "Server", bodies, size: int, model: Path, layout: Layout, rounds: int,
+                  seconds: float, device: str) -> tuple[list[float], int]:
     """Service at c=16 over the bound, with P and M measured just before it, `rounds` times;
     (the ratios, the errors)."""
-    size = input_size(model)
     ratios, errors = [], 0
     for i in range(rounds):
         p = preprocess_throughput(bodies, seconds / 2, size)
         m = layout_images_per_second(model, layout, seconds / 2)
         result = load(service, bodies, 16, seconds)
-        ratios.append(result.throughput / bound_of(p, m, device))
+        bound = bound_of(p, m, device)
+        ratios.append(result.throughput / bound)
         errors += result.errors
-        print(f"round {i + 1}: P {p:6.1f}  M {m:6.1f}  bound {bound_of(p, m, device):6.1f}  "
+        print(f"round {i + 1}: P {p:6.1f}  M {m:6.1f}  bound {bound:6.1f}  "
               f"service c=16 {result.throughput:6.1f} img/s  ratio {ratios[-1]:.2f}  errors {result.errors}",
               flush=True)
     return ratios, errors
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
           f"onnxruntime {ort.__version__}; model {args.model.name}; {len(bodies)} images "
           f"({len(bodies) - 1} full-resolution JPEGs + 1 DICOM); {args.seconds:.0f} s per level", flush=True)
 
-    p = preprocess_throughput(bodies, min(args.seconds, 10), input_size(args.model))
+    size = input_size(args.model)
+    p = preprocess_throughput(bodies, min(args.seconds, 10), size)
     m, layout = best_images_per_second(args.model, seconds=min(args.seconds / 5, 3), device=args.device)
     bound = bound_of(p, m, args.device)
     single = single_image_ms(args.model, bodies)
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in CONCURRENCIES:
         results[concurrency] = load(service, bodies, concurrency, args.seconds)
         print(row("service", results[concurrency]), flush=True)
-    ratios, paired_errors = paired_ratios(service, bodies, args.model, layout, args.rounds,
+    ratios, paired_errors = paired_ratios(service, bodies, size, args.model, layout, args.rounds,
                                           min(args.seconds, 6.0), args.device)
     if args.soak:
         rss = [service.rss_mb()]

@@ -102,8 +102,9 @@ class Classifier:
         """(N, S, S) uint8 -> one Prediction per image. Thread-safe: ORT sessions are.
 
         `alone`: nothing else is running in this process or the other workers, so the solo
-        session (when there is one) may use more cores: with one worker process per core, a lone request would
-        otherwise run the model on one core (p50 at concurrency 1: 7.0 -> 6.3 ms measured)."""
+        session (when there is one) may use more cores: with one worker process per core, a lone
+        request would otherwise run the model on one core (p50 at concurrency 1: 7.0 -> 6.3 ms
+        measured)."""
         session = self._solo_session if alone and self._solo_session is not None else self.session
         probabilities = session.run([OUTPUT_NAME], {INPUT_NAME: to_model_input(pixels)})[0][:, 0]
         labels = self.metadata.labels
