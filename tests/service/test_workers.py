@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from service.memory import keep_freed_memory
-from service.server import CRASH_LOOP_S
+from service.server import CRASH_LOOP_S, SCHEDULING_POLICY
 from tests.servers import running_service
 
 
@@ -37,6 +37,9 @@ def test_two_workers_share_metrics_and_survive_a_crash(bundled_model, normal_jpe
             time.sleep(0.1)
         workers = _workers(process.pid)
         assert len(workers) == 2
+        for worker in workers:  # every thread, the model's and the event loop's, inherited the policy
+            threads = [int(t) for t in os.listdir(f"/proc/{worker}/task")]
+            assert {os.sched_getscheduler(t) for t in threads} == {SCHEDULING_POLICY}
         for _ in range(20):
             assert _predict(url, data).status_code == 200
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
