@@ -16,6 +16,8 @@ This machine's speed drifts by several percent within a minute (measured: P from
 M from 747 to 815 images/s in 40 s), enough to move a ratio of measurements taken minutes apart
 by as much. So the ratio to the bound at c=16 is also measured in --rounds paired rounds, each
 taking P, M and the service within some 15 s of each other; their median is the headline.
+--by-format repeats the rounds with the JPEGs only and with the DICOM only, each over its own
+bound, to show which uploads the gap comes from.
 
 Environment variables (CXR_*) pass through to the service, e.g. CXR_BATCHING=false to measure
 without dynamic batching.
@@ -90,7 +92,7 @@ def bound_of(p: float, m: float, device: str) -> float:
 
 
 def paired_ratios(service: "Server", bodies, size: int, model: Path, layout: Layout, rounds: int,
-                  seconds: float, device: str) -> tuple[list[float], int]:
+                  seconds: float, device: str, label: str = "round") -> tuple[list[float], int]:
     """Service at c=16 over the bound, with P and M measured just before it, `rounds` times;
     (the ratios, the errors)."""
     ratios, errors = [], 0
@@ -101,7 +103,7 @@ def paired_ratios(service: "Server", bodies, size: int, model: Path, layout: Lay
         bound = bound_of(p, m, device)
         ratios.append(result.throughput / bound)
         errors += result.errors
-        print(f"round {i + 1}: P {p:6.1f}  M {m:6.1f}  bound {bound:6.1f}  "
+        print(f"{label} {i + 1}: P {p:6.1f}  M {m:6.1f}  bound {bound:6.1f}  "
               f"service c=16 {result.throughput:6.1f} img/s  ratio {ratios[-1]:.2f}  errors {result.errors}",
               flush=True)
     return ratios, errors
@@ -189,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, default=0.0, help="extra seconds at c=16, memory sampled")
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds of P, M and the service at c=16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=os.environ.get("CXR_DEVICE", "cpu"))
+    parser.add_argument("--by-format", action="store_true",
+                        help="also paired rounds with the JPEGs only and with the DICOM only")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -220,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         print(row("service", results[concurrency]), flush=True)
     ratios, paired_errors = paired_ratios(service, bodies, size, args.model, layout, args.rounds,
                                           min(args.seconds, 6.0), args.device)
+    by_format = {}
+    if args.by_format:  # which uploads the gap to the bound comes from
+        for name, media_types in (("JPEGs only", {"image/jpeg"}), ("DICOM only", {"application/dicom"})):
+            subset = [body for body in bodies if body[1] in media_types]
+            subset_ratios, subset_errors = paired_ratios(service, subset, size, args.model, layout, args.rounds,
+                                                         min(args.seconds, 6.0), args.device, label=name)
+            by_format[name] = subset_ratios
+            paired_errors += subset_errors
     if args.soak:
         rss = [service.rss_mb()]
         deadline = time.monotonic() + args.soak
@@ -238,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"service / bound at c=16, paired:  {statistics.median(ratios):.2f}x   (target >= 0.80; median of "
           f"{', '.join(f'{r:.2f}' for r in ratios)})")
     print(f"service / bound at c=16, levels:  {c16 / bound:.2f}x   (the c=16 level over the first bound)")
+    for name, subset_ratios in by_format.items():
+        print(f"  {name + ':':<31} {statistics.median(subset_ratios):.2f}x   (paired median, over their own bound)")
     print(f"p50 at c=1 / one image:           {results[1].percentile_ms(50) / single:.2f}x   (target <= 1.25)")
     print(f"errors at any concurrency:        {errors}")
     return 0
