@@ -39,6 +39,7 @@ log = logging.getLogger("service")
 # lets a thread in pure Python (pydicom parsing a header, say) keep the loop and the other threads
 # waiting while cores sit idle; measured at concurrency 16 on 2 cores, 1 ms served 5-10% more.
 SWITCH_INTERVAL_S = 0.001
+
 # Every thread of a serving process runs under SCHED_BATCH (Linux): a thread that wakes up, such
 # as the event loop when a segment of an upload arrives or a job finishes, then waits for the next
 # scheduler tick instead of preempting a thread in the middle of decoding or inference, and handles
@@ -47,10 +48,12 @@ SWITCH_INTERVAL_S = 0.001
 # 275/288 images/s; p50 at concurrency 1 unchanged, as an idle core takes the wakeup at once.
 # No privilege is needed: SCHED_BATCH is a normal-priority policy, unlike the real-time ones.
 SCHEDULING_POLICY = getattr(os, "SCHED_BATCH", None)
+
 CRASH_LOOP_S = 10.0  # a worker that dies sooner than this after starting is not restarted
 
 
 def configure_process(settings: Settings) -> None:
+    """What every serving process sets first: logs, allocator, GIL switch interval, scheduling."""
     configure_logging(settings.log_level)
     keep_freed_memory()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
