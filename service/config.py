@@ -65,9 +65,13 @@ class Settings(BaseSettings):
         return self.workers or (1 if cuda else available_cores())
 
     @property
-    def onnx_thread_count(self) -> int:
+    def cores_per_worker(self) -> int:
         # the cores shared out among the worker processes
-        return self.intra_op_threads or max(1, available_cores() // max(1, self.workers))
+        return max(1, available_cores() // max(1, self.workers))
+
+    @property
+    def onnx_thread_count(self) -> int:
+        return self.intra_op_threads or self.cores_per_worker
 
     @property
     def solo_thread_count(self) -> int:
@@ -79,7 +83,7 @@ class Settings(BaseSettings):
         if self.decode_threads:
             return self.decode_threads
         if self.workers > 1:  # one per core, shared out: each core busy, no GIL contention
-            return max(1, available_cores() // self.workers)
+            return self.cores_per_worker
         return 2 * available_cores()  # one process: while one thread waits for the GIL, another runs
 
     @property
