@@ -222,16 +222,16 @@ def main(argv: list[str] | None = None) -> int:
     for concurrency in CONCURRENCIES:
         results[concurrency] = load(service, bodies, concurrency, args.seconds)
         print(row("service", results[concurrency]), flush=True)
-    ratios, paired_errors = paired_ratios(service, bodies, size, args.model, layout, args.rounds,
-                                          min(args.seconds, 6.0), args.device)
-    by_format = {}
+    mixes = {"round": bodies}
     if args.by_format:  # which uploads the gap to the bound comes from
-        for name, media_types in (("JPEGs only", {"image/jpeg"}), ("DICOM only", {"application/dicom"})):
-            subset = [body for body in bodies if body[1] in media_types]
-            subset_ratios, subset_errors = paired_ratios(service, subset, size, args.model, layout, args.rounds,
-                                                         min(args.seconds, 6.0), args.device, label=name)
-            by_format[name] = subset_ratios
-            paired_errors += subset_errors
+        mixes["JPEGs only"] = [body for body in bodies if body[1] == "image/jpeg"]
+        mixes["DICOM only"] = [body for body in bodies if body[1] == "application/dicom"]
+    by_format, paired_errors = {}, 0
+    for label, mix in mixes.items():
+        by_format[label], mix_errors = paired_ratios(service, mix, size, args.model, layout, args.rounds,
+                                                     min(args.seconds, 6.0), args.device, label)
+        paired_errors += mix_errors
+    ratios = by_format.pop("round")
     if args.soak:
         rss = [service.rss_mb()]
         deadline = time.monotonic() + args.soak
