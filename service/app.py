@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from service.batching import DirectRunner, DynamicBatcher
 from service.classifier import CUDA, Classifier
@@ -14,6 +15,7 @@ from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.peers import PeerLoad
+from service.raw_predict import RawPredictMiddleware
 from service.routes import health, metrics, model, predict
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,10 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.include_router(model.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
-    # added last = outermost: the request id exists before the size limit answers
+    # added last = outermost: the request id exists before the size limit answers, and both
+    # apply to the raw uploads answered ahead of routing
+    predict_route = next(r for r in predict.router.routes if isinstance(r, APIRoute) and r.path == "/predict")
+    app.add_middleware(RawPredictMiddleware, route=predict_route)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     return app

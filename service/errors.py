@@ -37,11 +37,16 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
               405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
+def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
+    """The answer to an ApiError; its code also goes to the access log."""
+    request.state.error_code = exc.code
+    return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        request.state.error_code = exc.code
-        return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+        return api_error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
 from service.classifier import Classifier
+from service.batching import DirectRunner
 from service.deps import ApiKeyDep, RunnerDep, SettingsDep
 from service.errors import ApiError
 from service.schemas import (
@@ -39,8 +40,14 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-def _media_type(request: Request) -> str:
+def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def is_raw_upload(request: Request) -> bool:
+    """The image is the body itself (no Content-Type counts as raw: curl --data-binary)."""
+    kind = media_type(request)
+    return kind in RAW_TYPES or not kind
 
 
 async def _read_form_files(request: Request, field: str, max_files: int) -> list[bytes]:
@@ -67,34 +74,36 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
     )
 
 
-@router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request, runner: RunnerDep, settings: SettingsDep):
-    """Score one X-ray (multipart field `file`, or the raw body as image/jpeg, image/png or application/dicom)."""
-    started = time.perf_counter()
-    media_type = _media_type(request)
-    if media_type == "multipart/form-data":
-        files = await _read_form_files(request, "file", max_files=1)
-        if not files:
-            raise ApiError(400, "missing_file", "multipart request has no file in field 'file'")
-    elif media_type in RAW_TYPES or not media_type:
-        files = [await request.body()]
-        if not files[0]:
-            raise ApiError(400, "missing_file", "send the image as multipart field 'file' or as the raw body")
-    else:
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type '{media_type}' is not accepted; send multipart/form-data, "
-                       "image/jpeg, image/png or application/dicom")
-    (result,) = await runner.score(files, settings.max_pixels)
+async def predict_upload(data: bytes, request: Request, started: float) -> PredictResponse:
+    """The answer to POST /predict for one uploaded file, however it was sent; ApiError if none."""
+    runner: DirectRunner = request.app.state.runner
+    (result,) = await runner.score([data], request.app.state.settings.max_pixels)
     if isinstance(result, ApiError):
         raise result
     return _response(result, runner.classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
+
+
+@router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
+async def predict(request: Request):
+    """Score one X-ray (multipart field `file`, or the raw body as image/jpeg, image/png or application/dicom)."""
+    # A raw body never gets here: service/raw_predict.py answers it before routing. This route
+    # documents /predict and takes multipart uploads.
+    started = time.perf_counter()
+    if media_type(request) != "multipart/form-data":
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type '{media_type(request)}' is not accepted; send multipart/form-data, "
+                       "image/jpeg, image/png or application/dicom")
+    files = await _read_form_files(request, "file", max_files=1)
+    if not files:
+        raise ApiError(400, "missing_file", "multipart request has no file in field 'file'")
+    return await predict_upload(files[0], request, started)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=BATCH_BODY)
 async def predict_batch(request: Request, runner: RunnerDep, settings: SettingsDep):
     """Score several X-rays (multipart field `files`); one result or error per file, in order."""
     started = time.perf_counter()
-    if _media_type(request) != "multipart/form-data":
+    if media_type(request) != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the files as multipart/form-data field 'files'")
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:

@@ -127,3 +127,19 @@ def test_batch_needs_multipart(client):
 def test_unknown_route_and_method(client):
     assert_error(client.get("/nope"), 404, "not_found")
     assert_error(client.get("/predict"), 405, "method_not_allowed")
+
+
+def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, normal_jpeg):
+    with make_client(bundled_model) as client:
+        async def broken(files, max_pixels):
+            raise RuntimeError("a bug")
+
+        client.app.state.runner.score = broken
+        data = normal_jpeg.read_bytes()
+        for sent in ({"content": data, "headers": {"Content-Type": "image/jpeg"}},  # raw: ahead of routing
+                     {"files": {"file": ("x.jpeg", data, "image/jpeg")}}):  # multipart: the route
+            response = client.post("/predict", **sent)
+            assert response.status_code == 500 and response.headers["content-type"] == "application/json"
+            body = response.json()
+            assert body["error"]["code"] == "internal_error" and "a bug" not in body["error"]["message"]
+            assert len(body["request_id"]) == 32  # the id the log line carries, to find the traceback

@@ -83,6 +83,8 @@ def test_api_keys_refused(keyed_client, normal_jpeg, headers):
     response = keyed_client.post("/predict", content=normal_jpeg.read_bytes(),
                                  headers={"Content-Type": "image/jpeg", **headers})
     assert_error(response, 401, "unauthorized")
+    multipart = keyed_client.post("/predict", files={"file": ("x", normal_jpeg.read_bytes())}, headers=headers)
+    assert_error(multipart, 401, "unauthorized")
     batch = keyed_client.post("/predict/batch", files={"files": ("x", normal_jpeg.read_bytes())}, headers=headers)
     assert_error(batch, 401, "unauthorized")
 
