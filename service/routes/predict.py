@@ -7,8 +7,8 @@ import time
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 
-from service.classifier import Classifier
 from service.batching import DirectRunner
+from service.classifier import Classifier
 from service.deps import ApiKeyDep, RunnerDep, SettingsDep
 from service.errors import ApiError
 from service.schemas import (
@@ -75,7 +75,8 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
 
 
 async def predict_upload(data: bytes, request: Request, started: float) -> PredictResponse:
-    """The answer to POST /predict for one uploaded file, however it was sent; ApiError if none."""
+    """The answer to POST /predict for one uploaded file, however it was sent; raises the ApiError
+    that says why when the file cannot be scored."""
     runner: DirectRunner = request.app.state.runner
     (result,) = await runner.score([data], request.app.state.settings.max_pixels)
     if isinstance(result, ApiError):
