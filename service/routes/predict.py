@@ -77,8 +77,9 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
 async def predict_upload(data: bytes, request: Request, started: float) -> PredictResponse:
     """The answer to POST /predict for one uploaded file, however it was sent; raises the ApiError
     that says why when the file cannot be scored."""
-    runner: DirectRunner = request.app.state.runner
-    (result,) = await runner.score([data], request.app.state.settings.max_pixels)
+    state = request.app.state
+    runner: DirectRunner = state.runner
+    (result,) = await runner.score([data], state.settings.max_pixels)
     if isinstance(result, ApiError):
         raise result
     return _response(result, runner.classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
@@ -90,9 +91,10 @@ async def predict(request: Request):
     # A raw body never gets here: service/raw_predict.py answers it before routing. This route
     # documents /predict and takes multipart uploads.
     started = time.perf_counter()
-    if media_type(request) != "multipart/form-data":
+    kind = media_type(request)
+    if kind != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type '{media_type(request)}' is not accepted; send multipart/form-data, "
+                       f"Content-Type '{kind}' is not accepted; send multipart/form-data, "
                        "image/jpeg, image/png or application/dicom")
     files = await _read_form_files(request, "file", max_files=1)
     if not files:
