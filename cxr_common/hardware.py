@@ -11,3 +11,25 @@ SPAWN = multiprocessing.get_context("spawn")  # never fork a process that holds 
 def available_cores() -> int:
     """The cores this process may run on (a container's cpuset, not the whole host)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cpu_features() -> list[str]:
+    """The int8-relevant instruction sets this CPU reports (Linux /proc/cpuinfo; [] elsewhere)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [name for name in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if name in flags]
+
+
+def cpu_description() -> str:
+    """Model name and int8-relevant features, e.g. 'AMD EPYC 7B13 (avx2)'."""
+    try:
+        text = open("/proc/cpuinfo").read()
+        model = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        model = platform.processor() or platform.machine()
+    return f"{model} ({', '.join(cpu_features()) or 'no AVX2'})"

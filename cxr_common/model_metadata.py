@@ -10,8 +10,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# The published file names, one constant each (training writes RUN_MODEL_FILE into its run folder)
+MODEL_FILE = "cxr-pneumonia.onnx"
+INT8_MODEL_FILE = "cxr-pneumonia-int8.onnx"
+RUN_MODEL_FILE = "model.onnx"
+
 INPUT_NAME = "image"  # float32 (N, S, S, 1) in 0..1, N dynamic
 OUTPUT_NAME = "pneumonia_probability"  # float32 (N, 1)
+# Optional outputs (model v2 onwards); a model with OUTPUT_NAME alone still serves.
+VIRAL_OUTPUT = "viral_probability"  # float32 (N, 1): P(viral | pneumonia); bacterial = 1 - it
+CAM_OUTPUT = "pneumonia_cam"  # float32 (N, h, w): pneumonia logit per position, mean = the logit
+FEATURES_OUTPUT = "features"  # float32 (N, D): the pooled features the classifier sees
+EXPORT_OUTPUTS = (OUTPUT_NAME, VIRAL_OUTPUT, CAM_OUTPUT, FEATURES_OUTPUT)
+PNEUMONIA_TYPES = ("bacterial", "viral")
 LABELS = ("normal", "pneumonia")
 REQUIRED_KEYS = (
     "model_name",

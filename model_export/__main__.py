@@ -1,4 +1,4 @@
-"""Command line: python -m model_export {train,evaluate,publish} ...  (--help on each)."""
+"""Command line: python -m model_export {train,cv,evaluate,publish} ...  (--help on each)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,39 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 
-def _train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
     from model_export.augment import AugmentConfig
-    from model_export.train import TrainConfig, run
+    from model_export.train import TrainConfig
 
     augment = AugmentConfig(
         zoom=args.zoom, independent_zoom=not args.keep_aspect, rotation_degrees=args.rotation,
         flip=not args.no_flip,
-        shift=args.shift, contrast=args.contrast, gamma=args.gamma, blur_probability=args.blur,
+        shift=args.shift, contrast=args.contrast, brightness=args.brightness, gamma=args.gamma,
+        blur_probability=args.blur,
     )
     config = TrainConfig(
         data=args.data, out=args.out, labels_csv=args.labels, architecture=args.arch,
         image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
         learning_rate=args.lr, patience=args.patience, max_minutes=args.max_minutes,
-        validation_fraction=args.val_fraction, seed=args.seed,
-        class_weights=not args.no_class_weights, augment=augment,
+        validation_fraction=args.val_fraction, shift_block=args.shift_block, seed=args.seed,
+        class_weights=not args.no_class_weights, label_smoothing=args.label_smoothing, augment=augment,
         model_name=args.model_name, model_version=args.model_version,
         **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
     )
-    run(config)
+    return config
+
+
+def _train(args: argparse.Namespace) -> int:
+    from model_export.train import run
+
+    run(_config(args))
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from model_export.cv import run_cv
+
+    run_cv(_config(args), args.folds)
     return 0
 
 
@@ -43,15 +57,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from model_export.card import build_card
 
-    build_card(args.run, args.out, int8_file=None if args.no_int8 else "cxr-pneumonia-int8.onnx")
+    from cxr_common.model_metadata import INT8_MODEL_FILE
+
+    build_card(args.run, args.out, int8_file=None if args.no_int8 else INT8_MODEL_FILE, cv_dir=args.cv)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    train = commands.add_parser("train", help="train, pick the threshold, export ONNX")
+def _training_options(train: argparse.ArgumentParser) -> None:
+    """The options `train` and `cv` share."""
     train.add_argument("--data", type=Path, required=True,
                        help="ROOT with train/{NORMAL,PNEUMONIA} (val/ scored separately), "
                             "or a folder of images with --labels CSV")
@@ -64,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--patience", type=int, default=8)
     train.add_argument("--max-minutes", type=float, help="stop after the epoch past this time")
-    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--val-fraction", type=float, default=0.2,
+                       help="random patient split: share of the patients left after the shift blocks")
+    train.add_argument("--shift-block", type=float, default=0.08,
+                       help="share of each id series' images held out at each end (0: none)")
+    train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--no-class-weights", action="store_true")
     train.add_argument("--zoom", type=float, default=0.15)
@@ -73,12 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--shift", type=float, default=0.05)
     train.add_argument("--no-flip", action="store_true")
     train.add_argument("--contrast", type=float, default=0.3)
+    train.add_argument("--brightness", type=float, default=0.1, help="+- added, in 0..1 units")
     train.add_argument("--gamma", type=float, default=0.3)
     train.add_argument("--blur", type=float, default=0.3, help="probability of a Gaussian blur")
     train.add_argument("--cache-dir", type=Path)
     train.add_argument("--model-name", default="cxr-pneumonia-gapnet")
     train.add_argument("--model-version", default="1.0.0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, pick the threshold, export ONNX")
+    cv = commands.add_parser("cv", help="k-fold cross-validation grouped by patient (resumable)")
+    cv.add_argument("--folds", type=int, default=5)
+    for parser_ in (train, cv):
+        _training_options(parser_)
     train.set_defaults(handler=_train)
+    cv.set_defaults(handler=_cv)
 
     evaluate = commands.add_parser("evaluate", help="score an exported ONNX model on labelled data")
     evaluate.add_argument("--model", type=Path, required=True, help="exported .onnx file")
@@ -92,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     publish.add_argument("--run", type=Path, required=True, help="a finished training run folder")
     publish.add_argument("--out", type=Path, default=Path("models"), help="where the shipped model lives")
     publish.add_argument("--no-int8", action="store_true", help="skip the int8 model for CPU hosts")
+    publish.add_argument("--cv", type=Path, help="a cross-validation folder (python -m model_export cv) for the card")
     publish.set_defaults(handler=_publish)
 
     args = parser.parse_args(argv)

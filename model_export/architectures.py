@@ -1,4 +1,5 @@
-"""The networks. Input: (N, S, S, 1) float32 in 0..1; output: (N, 1) pneumonia probability.
+"""The networks. Input: (N, S, S, 1) float32 in 0..1; outputs: 'pneumonia' (N, 1) probability
+and, for gapnet, 'viral' (N, 1): the probability that a pneumonia is viral rather than bacterial.
 
 * `seed`: the published network, reproduced for comparison (3x3 convs 32 -> 64 -> 128 with max
   pooling, Flatten, Dense 512, Dense 1 sigmoid). About 80M weights at 300x300: big and slow.
@@ -8,8 +9,13 @@
     carries full detail, so the model cannot learn "blurry = one class", and it costs 4x less.
   - per-image standardisation: exposure and contrast vary between machines and hospitals.
   - batch-normalised 3x3 conv blocks (VGG-style, as the seed) with max pooling, 16 -> 256 filters.
-  - global average pooling and a single linear unit before the sigmoid, so class activation
-    maps (CAM) can be read off the last conv layer later; ~0.6M weights instead of ~80M.
+  - the classifier is a linear 1x1 convolution on the last feature map, averaged over space
+    (the same function as global average pooling then a dense unit, since both are linear):
+    its per-position output *is* the class activation map (CAM), a tensor of the graph whose
+    spatial mean is the pneumonia logit; ~0.6M weights instead of ~80M.
+  - a second 1x1 head for the pneumonia type (viral vs bacterial), trained only on pneumonia
+    cases whose type is known.
+`export_model` adds the CAM and the pooled features (what the head sees) as outputs.
 """
 
 from __future__ import annotations
@@ -52,10 +58,32 @@ def gapnet(size: int, widths=GAPNET_WIDTHS, convs=(1, 1, 2, 2, 1), dropout=0.3):
         x = _conv_block(x, filters, count, name=f"stage{stage}")
         if stage < len(widths):  # the last stage feeds the CAM at its own resolution
             x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
+    outputs = {}
+    for head in HEADS:
+        logit_map = layers.Conv2D(1, 1, name=f"{head}_map")(x)  # (N, h, w, 1): the CAM
+        logit = layers.GlobalAveragePooling2D(name=f"{head}_logit")(logit_map)
+        outputs[head] = layers.Activation("sigmoid", name=head)(logit)
     return keras.Model(inputs, outputs, name="gapnet")
+
+
+HEADS = ("pneumonia", "viral")
+LAST_FEATURES = "dropout"  # the layer whose input is the last feature map
+
+
+def export_model(model: keras.Model) -> keras.Model:
+    """The trained model with every output the service reads, in EXPORT_OUTPUTS order:
+    pneumonia (N, 1), viral (N, 1), pneumonia CAM logits (N, h, w), pooled features (N, D)."""
+    if "pneumonia_map" not in [layer.name for layer in model.layers]:  # the seed network
+        return keras.Model(model.inputs, [model.get_layer("pneumonia").output], name=f"{model.name}_export")
+    feature_map = model.get_layer(LAST_FEATURES).input
+    cam = layers.Reshape(tuple(feature_map.shape[1:3]), name="cam")(model.get_layer("pneumonia_map").output)
+    features = layers.GlobalAveragePooling2D(name="features")(feature_map)
+    return keras.Model(
+        model.inputs,
+        [model.get_layer("pneumonia").output, model.get_layer("viral").output, cam, features],
+        name=f"{model.name}_export",
+    )
 
 
 def tiny(size: int):
@@ -72,7 +100,7 @@ def seed(size: int):
     x = layers.Flatten()(x)
     x = layers.Dense(512, activation="relu")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="pneumonia")(x)
-    return keras.Model(inputs, outputs, name="seed")
+    return keras.Model(inputs, {"pneumonia": outputs}, name="seed")
 
 
 def build(name: str, size: int) -> keras.Model:

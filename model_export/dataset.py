@@ -4,7 +4,13 @@ Layouts (one code path after discovery: both yield a list of `Example`):
   * class folders: DIR/{NORMAL,PNEUMONIA}/* (or DIR/<split>/{NORMAL,PNEUMONIA}/* with `split`);
   * a folder of images plus a metadata CSV mapping image name to label (the "Coronahack" CSV:
     column X_ray_image_name, label column Label with values Normal / Pnemonia, sic).
-Label convention, fixed here once: 1 = pneumonia, 0 = normal.
+Label convention, fixed here once: 1 = pneumonia, 0 = normal. Pneumonia cases may also carry
+their type (bacterial or viral), from the file name (`*_bacteria_*`, `*_virus_*`) or from the
+CSV's `Label_1_Virus_category`; datasets without it still train (the type is then not learned).
+
+Splits: `split_by_patient` is the random patient split; `split_with_shift` also holds out
+contiguous blocks of patient ids at both ends of each id series, which stand in for patients
+from another period (the official test split's ids lie below the training ids).
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 CSV_NAME_COLUMN = "X_ray_image_name"
 CSV_LABEL_COLUMN = "Label"
 CSV_LABELS = {"normal": 0, "pnemonia": 1, "pneumonia": 1}  # 'Pnemonia' is the CSV's spelling
+CSV_TYPE_COLUMN = "Label_1_Virus_category"
+CSV_TYPES = {"bacteria": "bacterial", "virus": "viral"}
+PNEUMONIA_TYPES = ("bacterial", "viral")  # index = the type head's class id; 1 = viral
+FILE_NAME_TYPES = (("_bacteria_", "bacterial"), ("_virus_", "viral"))
 
 # Patient ids from Kermany file names: person123_bacteria_456.jpeg, IM-0115-0001.jpeg,
 # NORMAL2-IM-1427-0001.jpeg. NORMAL2-IM-N and IM-N are different series, so they stay apart.
@@ -33,6 +43,7 @@ PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),
     re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),
 )
+SERIES_PATTERN = re.compile(r"^(.*?)(\d+)$")  # 'normal2-im-0383' -> ('normal2-im-', 383)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class Example:
     path: Path
     label: int  # 1 = pneumonia
     patient: str
+    pneumonia_type: str | None = None  # 'bacterial' or 'viral' where known, else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,15 @@ def patient_id(file_name: str) -> str:
     return Path(file_name).stem.lower()
 
 
+def type_from_file_name(file_name: str) -> str | None:
+    lowered = file_name.lower()
+    return next((kind for marker, kind in FILE_NAME_TYPES if marker in lowered), None)
+
+
+def type_counts(examples: list[Example]) -> dict[str, int]:
+    return {kind: sum(e.pneumonia_type == kind for e in examples) for kind in PNEUMONIA_TYPES}
+
+
 def class_counts(examples: list[Example]) -> tuple[int, int]:
     positives = sum(e.label for e in examples)
     return len(examples) - positives, positives
@@ -83,7 +104,7 @@ def _images_under(folder: Path) -> list[Path]:
 
 def from_class_folders(folder: Path) -> Discovery:
     examples = [
-        Example(path, label, patient_id(path.name))
+        Example(path, label, patient_id(path.name), type_from_file_name(path.name) if label else None)
         for name, label in CLASS_FOLDERS.items()
         if (folder / name).is_dir()
         for path in _images_under(folder / name)
@@ -105,7 +126,8 @@ def from_csv(folder: Path, csv_path: Path) -> Discovery:
                 rows_without_image += 1
             elif name not in seen:
                 seen.add(name)
-                examples.append(Example(images[name], label, patient_id(name)))
+                kind = CSV_TYPES.get((row.get(CSV_TYPE_COLUMN) or "").strip().lower())
+                examples.append(Example(images[name], label, patient_id(name), kind if label else None))
     return Discovery(
         examples,
         skipped_rows_without_image=rows_without_image,
@@ -175,6 +197,81 @@ def split_by_patient(
             taken += len(group) if side is validation else 0
             side.extend(group)
     return sorted(train, key=_key), sorted(validation, key=_key)
+
+
+def id_series(patient: str) -> tuple[str, int] | None:
+    """('person', 123) for 'person123'; None for a patient id that is not a numbered series."""
+    match = SERIES_PATTERN.match(patient)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def shift_blocks(examples: list[Example], block_fraction: float) -> tuple[list[Example], list[Example]]:
+    """The patients with the lowest and the highest ids of each id series, each block holding
+    about `block_fraction` of that series' images; whole patients only. Bacterial and viral
+    cases count as separate series (their id ranges differ), so both blocks hold both types."""
+    by_series: dict[str, dict[int, list[Example]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        series = id_series(example.patient)
+        if series is not None:
+            by_series[series[0] + (example.pneumonia_type or "")][series[1]].append(example)
+    low_patients: set[str] = set()
+    high_patients: set[str] = set()
+    for patients in by_series.values():
+        ids = sorted(patients)
+        target = block_fraction * sum(len(group) for group in patients.values())
+        used: set[int] = set()
+        for block, ordered in ((low_patients, ids), (high_patients, ids[::-1])):
+            taken = 0
+            for number in ordered:
+                if taken >= target or number in used:  # full, or met the other block
+                    break
+                used.add(number)
+                block.add(patients[number][0].patient)
+                taken += len(patients[number])
+    high_patients -= low_patients  # a patient in both series' blocks stays in one
+    low = [e for e in examples if e.patient in low_patients]
+    high = [e for e in examples if e.patient in high_patients]
+    return sorted(low, key=_key), sorted(high, key=_key)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Disjoint by patient: what training sees, and the validation sets it never sees."""
+
+    train: list[Example]
+    validation: list[Example]  # random patients from the middle of the id ranges
+    shift_low: list[Example]  # lowest ids of each series (the test split's side)
+    shift_high: list[Example]  # highest ids of each series
+
+    def validation_sets(self) -> dict[str, list[Example]]:
+        sets = {"validation": self.validation, "shift_low": self.shift_low, "shift_high": self.shift_high}
+        return {name: examples for name, examples in sets.items() if examples}
+
+    def file_lists(self) -> dict[str, list[str]]:
+        return {name: [e.path.name for e in examples]
+                for name, examples in {"train": self.train, **self.validation_sets()}.items()}
+
+
+def split_with_shift(examples: list[Example], validation_fraction: float, block_fraction: float,
+                     seed: int) -> Splits:
+    """Shift blocks first (`block_fraction` of each series at each end; 0 for none), then the
+    random patient split of what is left."""
+    low, high = shift_blocks(examples, block_fraction) if block_fraction else ([], [])
+    held = {e.path for e in low + high}
+    rest = [e for e in examples if e.path not in held]
+    train, validation = split_by_patient(rest, validation_fraction, seed)
+    return Splits(train, validation, low, high)
+
+
+def from_file_lists(examples: list[Example], lists: dict[str, list[str]]) -> Splits:
+    """The splits a run recorded, rebuilt from its file names (no split recomputed)."""
+    by_name = {e.path.name: e for e in examples}
+    missing = [name for names in lists.values() for name in names if name not in by_name]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images of the run's splits are not in the data, e.g. {missing[0]}")
+    pick = {key: sorted((by_name[n] for n in lists.get(key, [])), key=_key)
+            for key in ("train", "validation", "shift_low", "shift_high")}
+    return Splits(**pick)
 
 
 def _key(example: Example) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -18,7 +19,9 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from cxr_common.model_metadata import INPUT_NAME, LABELS, ModelMetadata  # noqa: E402
+from cxr_common.model_metadata import (  # noqa: E402
+    FEATURES_OUTPUT, INPUT_NAME, LABELS, OUTPUT_NAME, VIRAL_OUTPUT, ModelMetadata,
+)
 from cxr_common.preprocessing import load_pixels, to_model_input  # noqa: E402
 from model_export import dataset, metrics  # noqa: E402
 
@@ -28,11 +31,25 @@ SAMPLE_GRID = (4, 6)  # rows, columns of the sample image grid
 BATCH = 32
 
 
-def predict_onnx(session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
-    return np.concatenate([
-        session.run(None, {INPUT_NAME: to_model_input(pixels[i : i + BATCH])})[0][:, 0]
-        for i in range(0, len(pixels), BATCH)
-    ])
+@dataclass(frozen=True)
+class OnnxOutputs:
+    pneumonia: np.ndarray  # (N,)
+    viral: np.ndarray | None  # (N,) P(viral | pneumonia), where the model has the type head
+    features: np.ndarray | None  # (N, D), where the model declares them
+
+
+def predict_onnx(session: ort.InferenceSession, pixels: np.ndarray) -> OnnxOutputs:
+    """The model's probabilities (and features) for uint8 pixels, in batches."""
+    available = {output.name for output in session.get_outputs()}
+    names = [name for name in (OUTPUT_NAME, VIRAL_OUTPUT, FEATURES_OUTPUT) if name in available]
+    batches = [session.run(names, {INPUT_NAME: to_model_input(pixels[i : i + BATCH])})
+               for i in range(0, len(pixels), BATCH)]
+    joined = {name: np.concatenate([batch[k] for batch in batches]) for k, name in enumerate(names)}
+    return OnnxOutputs(
+        joined[OUTPUT_NAME][:, 0],
+        joined[VIRAL_OUTPUT][:, 0] if VIRAL_OUTPUT in joined else None,
+        joined.get(FEATURES_OUTPUT),
+    )
 
 
 def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = None,
@@ -44,8 +61,13 @@ def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = 
     examples = found.examples
     pixels = np.stack([load_pixels(e.path, metadata.input_size) for e in examples])
     labels = np.array([e.label for e in examples])
-    probabilities = predict_onnx(session, pixels)
+    outputs = predict_onnx(session, pixels)
+    probabilities = outputs.pneumonia
     result = metrics.classification_metrics(labels, probabilities, metadata.threshold)
+    typed = np.array([e.pneumonia_type is not None for e in examples])
+    if outputs.viral is not None and typed.any():
+        viral = np.array([e.pneumonia_type == "viral" for e in examples])
+        result["pneumonia_type"] = metrics.type_metrics(viral[typed], outputs.viral[typed])
     result["model"] = f"{metadata.model_name} {metadata.model_version}"
     result["data"] = f"{folder}: {found.summary()}"
 
@@ -54,6 +76,8 @@ def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = 
     plot_roc(labels, probabilities, metadata.threshold, result["roc_auc"], out / "roc.png")
     plot_samples(examples, pixels, probabilities, metadata.threshold, out / "samples.png")
     log.info("\n%s", metrics.format_table(result, f"{result['model']} on {result['data']}"))
+    if "pneumonia_type" in result:
+        log.info("\n%s", metrics.format_type_table(result["pneumonia_type"]))
     log.info("wrote %s, roc.png and samples.png", out / "metrics.json")
     return result
 

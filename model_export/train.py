@@ -18,6 +18,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import onnxruntime as ort
 import tensorflow as tf
 
 from cxr_common.model_metadata import LABELS, ModelMetadata
@@ -45,12 +46,34 @@ class TrainConfig:
     patience: int = 8  # epochs without a better validation AUC before stopping
     max_minutes: float | None = None  # stop after the epoch that crosses this wall time
     validation_fraction: float = 0.2
+    # held out at each end of each patient-id series (0: none); see dataset.split_with_shift
+    shift_block: float = 0.08
     seed: int = 42
-    class_weights: bool = True  # ~1 normal : 2.9 pneumonia; weight classes equally
+    class_weights: bool = True  # ~1 normal : 2.9 pneumonia (~1.9 bacterial : 1 viral); weight classes equally
+    label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     cache_dir: Path = DEFAULT_CACHE_DIR
     model_name: str = "cxr-pneumonia-gapnet"
     model_version: str = "1.0.0"
+
+
+@dataclass
+class Arrays:
+    """One set's pixels and targets, in the order of its examples."""
+
+    pixels: np.ndarray  # (N, S, S) uint8
+    labels: np.ndarray  # 1 = pneumonia
+    viral: np.ndarray  # 1 = viral; meaningful where typed
+    typed: np.ndarray  # True where the pneumonia type is known
+
+    @classmethod
+    def of(cls, examples, pixels) -> "Arrays":
+        return cls(
+            pixels,
+            np.array([e.label for e in examples], dtype=np.float32),
+            np.array([e.pneumonia_type == "viral" for e in examples], dtype=np.float32),
+            np.array([e.pneumonia_type is not None for e in examples]),
+        )
 
 
 def run(config: TrainConfig) -> dict:
@@ -59,28 +82,35 @@ def run(config: TrainConfig) -> dict:
     config.out.mkdir(parents=True, exist_ok=True)
 
     found = dataset.discover(config.data, config.labels_csv, split="train")
-    train_examples, val_examples = dataset.split_by_patient(
-        found.examples, config.validation_fraction, config.seed
-    )
-    log.info("split by patient: %d train, %d validation images", len(train_examples), len(val_examples))
-    all_examples = train_examples + val_examples
+    splits = dataset.split_with_shift(found.examples, config.validation_fraction, config.shift_block, config.seed)
+    validation_sets = splits.validation_sets()
+    log.info("split by patient: %d train; validation: %s", len(splits.train),
+             ", ".join(f"{name} {len(v)}" for name, v in validation_sets.items()))
+    all_examples = splits.train + [e for v in validation_sets.values() for e in v]
     from_cache = cache_path(all_examples, config.image_size, config.cache_dir).exists()
     pixels = load_or_preprocess(all_examples, config.image_size, config.cache_dir)
-    train_pixels, val_pixels = pixels[: len(train_examples)], pixels[len(train_examples):]
-    train_labels = np.array([e.label for e in train_examples], dtype=np.float32)
-    val_labels = np.array([e.label for e in val_examples], dtype=np.float32)
+    train = Arrays.of(splits.train, pixels[: len(splits.train)])
+    held: dict[str, Arrays] = {}
+    start = len(splits.train)
+    for name, examples in validation_sets.items():
+        held[name] = Arrays.of(examples, pixels[start : start + len(examples)])
+        start += len(examples)
     preprocess_seconds = time.monotonic() - started
 
-    model = fit(config, train_pixels, train_labels, val_pixels, val_labels)
+    model = fit(config, train, held)
     # fitting time summed over every invocation (resumes included), from the run's own state
     train_seconds = _read_state(config.out).get("elapsed_seconds", 0.0)
 
-    val_probabilities = predict(model, val_pixels)
-    threshold = metrics.choose_threshold(val_labels, val_probabilities)
-    val_metrics = metrics.classification_metrics(val_labels, val_probabilities, threshold)
-    log.info("\n%s", metrics.format_table(val_metrics, "validation (patient split)"))
-    official = score_official_val(model, config, threshold)
-
+    keras_outputs = {name: predict(model, arrays.pixels) for name, arrays in held.items()}
+    threshold = metrics.choose_threshold_across(
+        [(held[name].labels, outputs[0]) for name, outputs in keras_outputs.items()])
+    per_set_thresholds = {
+        name: metrics.choose_threshold(held[name].labels, outputs[0])
+        for name, outputs in keras_outputs.items() if len(np.unique(held[name].labels)) == 2
+    }
+    log.info("threshold %.4f (worst-case Youden J across sets); each set's own: %s", threshold,
+             ", ".join(f"{k} {v:.4f}" for k, v in per_set_thresholds.items()))
+    val_metrics = metrics.classification_metrics(held["validation"].labels, keras_outputs["validation"][0], threshold)
     metadata = ModelMetadata(
         model_name=config.model_name,
         model_version=config.model_version,
@@ -88,35 +118,44 @@ def run(config: TrainConfig) -> dict:
         labels=LABELS,
         threshold=threshold,
         preprocessing_version=PREPROCESSING_VERSION,
-        training_data_sha256=dataset.fingerprint(train_examples),
+        training_data_sha256=dataset.fingerprint(splits.train),
         validation_metrics=val_metrics,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        extra={"architecture": config.architecture, "threshold_rule": metrics.THRESHOLD_RULE},
+        extra={"architecture": config.architecture, "threshold_rule": metrics.THRESHOLD_RULE_ACROSS},
     )
     model.save(config.out / "best.keras")
     parity = export.export(
-        model, metadata, to_model_input(val_pixels[:PARITY_IMAGES]), config.out / "model.onnx"
+        model, metadata, to_model_input(held["validation"].pixels[:PARITY_IMAGES]), config.out / "model.onnx"
     )
+    onnx_metrics = evaluate_onnx(config.out / "model.onnx", held, threshold)
+    official = score_official_val(config.out / "model.onnx", config, threshold)
     summary = {
         "config": _jsonable(asdict(config)),
         "data": {
             "discovery": found.summary(),
-            "train_images": len(train_examples),
-            "validation_images": len(val_examples),
-            "train_patients": len({e.patient for e in train_examples}),
-            "validation_patients": len({e.patient for e in val_examples}),
-            "train_class_counts": dataset.class_counts(train_examples),
-            "validation_class_counts": dataset.class_counts(val_examples),
+            "shift_block": config.shift_block,
+            "sets": {
+                name: {
+                    "images": len(examples),
+                    "patients": len({e.patient for e in examples}),
+                    "class_counts": dataset.class_counts(examples),
+                    "type_counts": dataset.type_counts(examples),
+                }
+                for name, examples in {"train": splits.train, **validation_sets}.items()
+            },
             "training_data_sha256": metadata.training_data_sha256,
         },
+        "splits": splits.file_lists(),
         "model": {
             "architecture": config.architecture,
             "parameters": model.count_params(),
             "gflops_per_image": architectures.count_flops(model) / 1e9,
         },
         "threshold": threshold,
-        "threshold_rule": metrics.THRESHOLD_RULE,
+        "threshold_rule": metrics.THRESHOLD_RULE_ACROSS,
+        "per_set_thresholds": per_set_thresholds,
         "validation_metrics": val_metrics,
+        "onnx_metrics": onnx_metrics,
         "official_val_metrics": official,
         "parity_max_abs_diff": parity,
         "timing": {
@@ -136,8 +175,9 @@ def run(config: TrainConfig) -> dict:
     return summary
 
 
-def fit(config, train_pixels, train_labels, val_pixels, val_labels) -> keras.Model:
-    """Fit with early stopping on validation AUC; resumes from out/last.keras if present."""
+def fit(config: TrainConfig, train: Arrays, held: dict[str, Arrays]) -> keras.Model:
+    """Fit, keeping the epoch whose worst validation AUC across the held-out sets is best;
+    resumes from checkpoints/last.keras if present."""
     checkpoint_dir = config.out / "checkpoints"
     state = _read_state(config.out)
     if state and (checkpoint_dir / "last.keras").exists() and not state.get("finished"):
@@ -150,27 +190,22 @@ def fit(config, train_pixels, train_labels, val_pixels, val_labels) -> keras.Mod
         return model
     else:
         model = architectures.build(config.architecture, config.image_size)
+        heads = [name for name in architectures.HEADS if name in model.output_names]
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing)
         model.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss="binary_crossentropy",
-            metrics=["accuracy", keras.metrics.AUC(name="auc")],
+            loss={name: loss for name in heads},
+            metrics={name: [keras.metrics.AUC(name="auc")] for name in heads},
         )
-    weights = _class_weights(train_labels) if config.class_weights else (1.0, 1.0)
-    log.info("class weights: normal %.3f, pneumonia %.3f", *weights)
-    train_data = _train_dataset(config, train_pixels, train_labels, weights)
-    val_data = (
-        tf.data.Dataset.from_tensor_slices((val_pixels, val_labels))
-        .batch(config.batch_size)
-        .map(lambda x, y: (_to_float(x), y))
-        .prefetch(2)
-    )
-    progress = TrainingProgress(config, checkpoint_dir, state)
+    weights = _sample_weights(train, config.class_weights)
+    train_data = _train_dataset(config, train, weights, model.output_names)
+    progress = TrainingProgress(config, checkpoint_dir, state, held)
     model.fit(
         train_data,
-        validation_data=val_data,
         epochs=config.epochs,
         initial_epoch=state.get("epoch", 0),
-        callbacks=[keras.callbacks.CSVLogger(config.out / "history.csv", append=True), progress],
+        # progress first: it adds the validation columns that the CSV logger writes
+        callbacks=[progress, keras.callbacks.CSVLogger(config.out / "history.csv", append=True)],
         verbose=1 if os.isatty(2) else 2,  # a progress bar on a terminal, a line per epoch in logs
     )
     progress.finish()
@@ -183,62 +218,128 @@ def _to_float(images):
     return tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
 
 
-def _train_dataset(config, pixels, labels, weights):
-    sample_weights = np.where(labels == 1, weights[1], weights[0]).astype(np.float32)
+def _train_dataset(config, train: Arrays, weights: dict[str, np.ndarray], heads):
+    targets = {"pneumonia": train.labels, "viral": train.viral}
+    targets = {name: targets[name] for name in heads}
+    weights = {name: weights[name] for name in heads}
     augment = make_augment_fn(config.augment, config.seed)
     return (
-        tf.data.Dataset.from_tensor_slices((pixels, labels, sample_weights))
-        .shuffle(len(pixels), seed=config.seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices((train.pixels, targets, weights))
+        .shuffle(len(train.pixels), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
         .map(lambda x, y, w: augment(_to_float(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(2)
     )
 
 
-def _class_weights(labels: np.ndarray) -> tuple[float, float]:
-    """n / (2 * n_class): each class contributes half of the loss."""
-    positives = float(labels.sum())
-    negatives = float(len(labels) - positives)
-    return len(labels) / (2 * negatives), len(labels) / (2 * positives)
+def _balanced(positive: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-example weights n / (2 * n_class) inside `mask` (each class half of the loss), 0 outside."""
+    n = mask.sum()
+    n_positive = (positive * mask).sum()
+    n_negative = n - n_positive
+    weights = np.zeros(len(positive), dtype=np.float32)
+    if n_positive and n_negative:
+        weights[mask & (positive == 1)] = n / (2 * n_positive)
+        weights[mask & (positive == 0)] = n / (2 * n_negative)
+    return weights
 
 
-def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    return np.concatenate(
-        [model.predict(to_model_input(pixels[i : i + batch_size]), verbose=0)[:, 0]
-         for i in range(0, len(pixels), batch_size)]
-    )
+def _sample_weights(train: Arrays, balance: bool) -> dict[str, np.ndarray]:
+    everything = np.ones(len(train.labels), dtype=bool)
+    typed = train.typed & (train.labels == 1)
+    if not balance:
+        return {"pneumonia": everything.astype(np.float32), "viral": typed.astype(np.float32)}
+    weights = {"pneumonia": _balanced(train.labels, everything), "viral": _balanced(train.viral, typed)}
+    log.info("class weights: normal %.3f, pneumonia %.3f; typed pneumonia cases %d",
+             weights["pneumonia"][train.labels == 0][:1].sum(), weights["pneumonia"][train.labels == 1][:1].sum(),
+             typed.sum())
+    return weights
 
 
-def score_official_val(model, config: TrainConfig, threshold: float) -> dict | None:
-    """The official 16-image val/ split, reported separately (never used for choices)."""
+def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """Keras (pneumonia, viral or None) probabilities for uint8 pixels."""
+    pneumonia, viral = [], []
+    for i in range(0, len(pixels), batch_size):
+        out = model.predict(to_model_input(pixels[i : i + batch_size]), verbose=0)
+        pneumonia.append(out["pneumonia"][:, 0])
+        if "viral" in out:
+            viral.append(out["viral"][:, 0])
+    return np.concatenate(pneumonia), np.concatenate(viral) if viral else None
+
+
+def set_metrics(arrays: Arrays, pneumonia: np.ndarray, viral: np.ndarray | None, threshold: float) -> dict:
+    """Every metric of one set: the pneumonia decision, and the type among typed pneumonia cases."""
+    result = metrics.classification_metrics(arrays.labels, pneumonia, threshold)
+    typed = arrays.typed & (arrays.labels == 1)
+    if viral is not None and typed.any():
+        result["pneumonia_type"] = metrics.type_metrics(arrays.viral[typed], viral[typed])
+    return result
+
+
+def evaluate_onnx(path: Path, held: dict[str, Arrays], threshold: float) -> dict:
+    """The exported file scored on every validation set with onnxruntime, as the service runs it."""
+    from model_export.evaluate import predict_onnx
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    result = {}
+    for name, arrays in held.items():
+        outputs = predict_onnx(session, arrays.pixels)
+        result[name] = set_metrics(arrays, outputs.pneumonia, outputs.viral, threshold)
+        log.info("\n%s", metrics.format_table(result[name], f"ONNX on {name}"))
+    return result
+
+
+def score_official_val(model_path: Path, config: TrainConfig, threshold: float) -> dict | None:
+    """The official 16-image val/ split through the ONNX file, reported apart (never used for choices)."""
+    from model_export.evaluate import predict_onnx
+
     folder = Path(config.data) / "val"
     if config.labels_csv is not None or not folder.is_dir():
         return None
     examples = dataset.discover(folder).examples
-    pixels = load_or_preprocess(examples, config.image_size, config.cache_dir)
-    labels = np.array([e.label for e in examples])
-    result = metrics.classification_metrics(labels, predict(model, pixels), threshold)
+    arrays = Arrays.of(examples, load_or_preprocess(examples, config.image_size, config.cache_dir))
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    outputs = predict_onnx(session, arrays.pixels)
+    result = set_metrics(arrays, outputs.pneumonia, outputs.viral, threshold)
     log.info("\n%s", metrics.format_table(result, "official val/ (16 images)"))
     return result
 
 
 class TrainingProgress(keras.callbacks.Callback):
-    """Per epoch: last checkpoint, best weights by validation AUC, state for resuming,
-    early stopping (patience), the optional time budget and the loss/accuracy PNG."""
+    """Per epoch: each validation set's AUCs (added to the logs), last checkpoint, best weights
+    by the worst pneumonia AUC across the sets, state for resuming, early stopping (patience),
+    the optional time budget and the loss/AUC PNG."""
 
-    MONITOR = "val_auc"
+    MONITOR = "val_worst_auc"
 
-    def __init__(self, config: TrainConfig, checkpoint_dir: Path, state: dict):
+    def __init__(self, config: TrainConfig, checkpoint_dir: Path, state: dict, held: dict[str, Arrays]):
         super().__init__()
-        self.config, self.checkpoint_dir = config, checkpoint_dir
+        self.config, self.checkpoint_dir, self.held = config, checkpoint_dir, held
         self.best = state.get("best", -np.inf)
         self.best_epoch = state.get("best_epoch")
         self.wait = state.get("wait", 0)
         self.started = time.monotonic() - state.get("elapsed_seconds", 0.0)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
+    def _validate(self, logs: dict) -> None:
+        aucs = []
+        for name, arrays in self.held.items():
+            pneumonia, viral = predict(self.model, arrays.pixels)
+            found = set_metrics(arrays, pneumonia, viral, 0.5)
+            logs[f"{name}_auc"] = found["roc_auc"]
+            logs[f"{name}_accuracy"] = found["accuracy"]
+            if "pneumonia_type" in found:
+                logs[f"{name}_type_auc"] = found["pneumonia_type"]["roc_auc"]
+            if np.isfinite(found["roc_auc"]):
+                aucs.append(found["roc_auc"])
+        logs[self.MONITOR] = min(aucs) if aucs else float("nan")
+        log.info("epoch validation: %s", ", ".join(
+            f"{k} {v:.4f}" for k, v in logs.items() if k.endswith("auc") and k != "auc"))
+
     def on_epoch_end(self, epoch, logs=None):
-        value = float((logs or {})[self.MONITOR])
+        logs = logs if logs is not None else {}
+        self._validate(logs)
+        value = float(logs[self.MONITOR])
         if value > self.best:
             self.best, self.best_epoch, self.wait = value, epoch + 1, 0
             self.model.save_weights(self.checkpoint_dir / "best.weights.h5")
@@ -258,6 +359,7 @@ class TrainingProgress(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def finish(self):
+        plot_history(self.config.out / "history.csv", self.config.out / "history.png")
         state = _read_state(self.config.out)
         _write_state(self.config.out, state | {"finished": True})
 
