@@ -53,7 +53,7 @@ class AsyncClient:
                 try:
                     return ItemResult(path, prediction=await self.predict(path))
                 except (ServiceError, OSError) as exc:
-                    return ItemResult(path, error=str(exc))
+                    return ItemResult(path, error=str(exc), code=getattr(exc, "code", None))
 
         tasks = [asyncio.create_task(one(Path(p))) for p in paths]
         try:

@@ -6,7 +6,8 @@
   cxr-client model --url URL
 
 The API key may come from $CXR_API_KEY instead of --api-key (keeps it out of process lists).
-Exit codes: 0 every file scored; 1 some failed; 2 the service could not be reached or bad usage.
+Exit codes: 0 every file scored or refused (not a chest X-ray: code not_chest_xray, counted
+apart); 1 some failed; 2 the service could not be reached or bad usage.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _predict(args: argparse.Namespace) -> int:
     started = time.monotonic()
     writer = ResultWriter(args.out)
     progress = Progress(len(files))
-    scored = failed = 0
+    scored = failed = refused = 0
     try:
         with Client(args.url, api_key=args.api_key, timeout=args.timeout, retries=args.retries) as client:
             if files:
@@ -69,7 +70,8 @@ def _predict(args: argparse.Namespace) -> int:
                 writer.write(item)
                 progress.update(item.ok)
                 scored += item.ok
-                failed += not item.ok
+                refused += item.refused
+                failed += not item.ok and not item.refused
     except ServiceUnavailable as exc:
         progress.close()
         print(f"cxr-client: cannot reach the service at {args.url}: {exc}", file=sys.stderr)
@@ -79,7 +81,8 @@ def _predict(args: argparse.Namespace) -> int:
     progress.close()
     elapsed = time.monotonic() - started
     print(
-        f"scored {scored}, failed {failed}, skipped {len(inputs.skipped) + already} "
+        f"scored {scored}, refused {refused} (not chest X-rays), failed {failed}, "
+        f"skipped {len(inputs.skipped) + already} "
         f"({len(inputs.skipped)} not images, {already} already in the output), "
         f"elapsed {elapsed:.1f} s, rate {scored / max(elapsed, 1e-9):.1f}/s",
         file=sys.stderr,
@@ -87,6 +90,9 @@ def _predict(args: argparse.Namespace) -> int:
     if failed:
         print(f"cxr-client: {failed} file(s) failed; see the error column", file=sys.stderr)
         return EXIT_FAILURES
+    if refused:
+        print(f"cxr-client: {refused} file(s) refused as not frontal chest X-rays; see the code column",
+              file=sys.stderr)
     return EXIT_OK
 
 

@@ -48,7 +48,7 @@ class Client:
                 try:
                     yield ItemResult(path, prediction=future.result())
                 except (ServiceError, OSError) as exc:
-                    yield ItemResult(path, error=str(exc))
+                    yield ItemResult(path, error=str(exc), code=getattr(exc, "code", None))
         finally:  # stopped early (Ctrl-C, break): drop what has not started
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from cxr_client.results import ItemResult
+from cxr_client.results import REFUSED_CODE, ItemResult
 
-COLUMNS = ("path", "label", "p_pneumonia", "p_normal", "threshold", "model_version", "request_id", "error")
+COLUMNS = ("path", "label", "p_pneumonia", "p_normal", "pneumonia_type", "p_bacterial", "p_viral", "threshold",
+           "model_version", "request_id", "warning", "code", "error")
 
 
 def row(item: ItemResult) -> dict[str, str | float]:
@@ -21,9 +22,14 @@ def row(item: ItemResult) -> dict[str, str | float]:
         "label": p.label if p else "",
         "p_pneumonia": p.p_pneumonia if p else "",
         "p_normal": p.p_normal if p else "",
+        "pneumonia_type": (p.pneumonia_type or "") if p else "",
+        "p_bacterial": 1.0 - p.p_viral if p and p.p_viral is not None else "",
+        "p_viral": p.p_viral if p and p.p_viral is not None else "",
         "threshold": p.threshold if p else "",
         "model_version": p.model_version if p else "",
         "request_id": p.request_id if p else "",
+        "warning": (p.warning or "") if p else "",
+        "code": item.code or "",
         "error": item.error or "",
     }
 
@@ -53,7 +59,8 @@ class ResultWriter:
 
 
 def scored_paths(out: Path) -> set[str]:
-    """Paths already scored (rows without an error) in an earlier run's output file."""
+    """Paths already done in an earlier run's output file: scored, or refused as not a chest
+    X-ray (a refusal is the answer, not a failure to try again)."""
     if not out.exists():
         return set()
     with open(out, newline="", encoding="utf-8") as handle:
@@ -61,4 +68,5 @@ def scored_paths(out: Path) -> set[str]:
             rows = [json.loads(line) for line in handle if line.strip().endswith("}")]
         else:
             rows = list(csv.DictReader(handle))
-    return {r["path"] for r in rows if r.get("label") and not r.get("error")}
+    return {r["path"] for r in rows
+            if (r.get("label") and not r.get("error")) or r.get("code") == REFUSED_CODE}

@@ -14,10 +14,17 @@ class Prediction:
     threshold: float
     model_version: str
     request_id: str
+    pneumonia_type: str | None = None  # "bacterial" | "viral", for models with the type head
+    p_viral: float | None = None  # P(viral | pneumonia)
+    warning: str | None = None  # the service's CXR_INPUT_CHECK=flag warning
 
     @classmethod
     def from_json(cls, body: dict) -> "Prediction":
+        kind = body.get("pneumonia_type") or {}
         return cls(
+            pneumonia_type=kind.get("label"),
+            p_viral=float(kind["probabilities"]["viral"]) if kind else None,
+            warning=body.get("warning"),
             label=body["label"],
             p_pneumonia=float(body["probabilities"]["pneumonia"]),
             p_normal=float(body["probabilities"]["normal"]),
@@ -34,7 +41,16 @@ class ItemResult:
     path: Path
     prediction: Prediction | None = None
     error: str | None = None
+    code: str | None = None  # the service's error code, e.g. not_chest_xray
 
     @property
     def ok(self) -> bool:
         return self.prediction is not None
+
+    @property
+    def refused(self) -> bool:
+        """The service declined it as not a frontal chest X-ray (not a failure to retry)."""
+        return self.code == REFUSED_CODE
+
+
+REFUSED_CODE = "not_chest_xray"

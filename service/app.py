@@ -45,9 +45,11 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         app.state.classifier = loaded
         batching = settings.batching if settings.batching is not None else loaded.provider == CUDA
         threads = settings.decode_thread_count
+        limits, deadline = settings.limits(), settings.request_deadline_s
         app.state.runner = (
-            DynamicBatcher(loaded, service_metrics, threads, settings.batch_max_size, settings.batch_max_wait_ms)
-            if batching else DirectRunner(loaded, service_metrics, threads, peers)
+            DynamicBatcher(loaded, service_metrics, threads, settings.batch_max_size, settings.batch_max_wait_ms,
+                           limits=limits, deadline_s=deadline)
+            if batching else DirectRunner(loaded, service_metrics, threads, peers, limits=limits, deadline_s=deadline)
         )
         await app.state.runner.start()
         meta = loaded.metadata

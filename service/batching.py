@@ -29,7 +29,9 @@ from service.classifier import Classifier, Prediction
 from service.errors import ApiError
 from service.metrics import ServiceMetrics
 from service.peers import PeerLoad
-from service.scoring import Scored, attach, decode_all, pixels_of
+from service.input_errors import DeadlineExceededError
+from service.limits import Limits
+from service.scoring import Scored, attach, check_images, decode_all, pixels_of
 from service.worker_threads import WorkerThreads
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,9 @@ class DirectRunner:
     other workers are idle, so a client whose connections all landed here still gets every core."""
 
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int,
-                 peers: PeerLoad | None = None):
+                 peers: PeerLoad | None = None, limits: Limits = Limits(), deadline_s: float | None = None):
         self.classifier, self.metrics, self.peers = classifier, metrics, peers
+        self.limits, self.deadline_s = limits, deadline_s
         self._workers = WorkerThreads(threads, "cxr-score")
         self._helper = WorkerThreads(1, "cxr-help") if peers is not None else None
         self._in_flight = 0  # requests in this process between arrival and answer
@@ -61,29 +64,39 @@ class DirectRunner:
     def _others_idle(self) -> bool:
         return self.peers is None or self.peers.others_idle()
 
-    async def score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
+    async def score(self, files: list[bytes]) -> list[Scored | ApiError]:
+        """Each file's result or error, in order. Past the deadline the answer stops waiting
+        (DeadlineExceededError); a thread cannot be killed, but the budgets checked before
+        decoding keep what it still does bounded."""
         self._in_flight += 1
         if self.peers is not None:
             self.peers.add(1)
         try:
-            results = await self._score(files, max_pixels)
+            results = await asyncio.wait_for(self._score(files), self.deadline_s)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"decoding and scoring took longer than the {self.deadline_s:g} s allowed per request "
+                "(CXR_REQUEST_DEADLINE_S)") from None
         finally:
             self._in_flight -= 1
             if self.peers is not None:
                 self.peers.add(-1)
+        results = check_images(results, self.classifier, self.limits.image_check)
         for result in results:
             if isinstance(result, Scored):
                 self.metrics.predictions.labels(result.prediction.label).inc()
+            elif result.code == "not_chest_xray":
+                self.metrics.refusals.labels(result.reason or "unknown").inc()
         return results
 
-    async def _score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
+    async def _score(self, files: list[bytes]) -> list[Scored | ApiError]:
         threads = self._workers
         if self._helper is not None and self._helper.pending < threads.pending and self._others_idle():
             threads = self._helper
-        return await threads.run(self._decode_and_predict, files, max_pixels)
+        return await threads.run(self._decode_and_predict, files)
 
-    def _decode_and_predict(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
-        decoded = decode_all(files, self.classifier.input_size, max_pixels)
+    def _decode_and_predict(self, files: list[bytes]) -> list[Scored | ApiError]:
+        decoded = decode_all(files, self.classifier.input_size, self.limits)
         pixels = pixels_of(decoded)
         if pixels is None:
             return attach(decoded, [])
@@ -96,8 +109,8 @@ class DynamicBatcher(DirectRunner):
     """Collects (N_i, S, S) uint8 arrays from callers into runs of at most `max_batch` images."""
 
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int, max_batch: int = 16,
-                 max_wait_ms: float = 5.0):
-        super().__init__(classifier, metrics, threads)
+                 max_wait_ms: float = 5.0, limits: Limits = Limits(), deadline_s: float | None = None):
+        super().__init__(classifier, metrics, threads, limits=limits, deadline_s=deadline_s)
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
@@ -129,9 +142,9 @@ class DynamicBatcher(DirectRunner):
         finally:
             self.decodes_in_flight -= 1
 
-    async def _score(self, files: list[bytes], max_pixels: int) -> list[Scored | ApiError]:
+    async def _score(self, files: list[bytes]) -> list[Scored | ApiError]:
         with self._decoding():
-            decoded = await self._workers.run(decode_all, files, self.classifier.input_size, max_pixels)
+            decoded = await self._workers.run(decode_all, files, self.classifier.input_size, self.limits)
         pixels = pixels_of(decoded)
         return attach(decoded, [] if pixels is None else await self._submit(pixels))
 

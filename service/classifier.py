@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from cxr_common.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata, ModelMetadataError
+from cxr_common import image_check, reference_check
+from cxr_common.image_check import ImageCheck
+from cxr_common.model_metadata import (
+    FEATURES_OUTPUT, INPUT_NAME, OUTPUT_NAME, PNEUMONIA_TYPES, VIRAL_OUTPUT, ModelMetadata, ModelMetadataError,
+)
+from cxr_common.reference_check import ReferenceCheck
 from cxr_common.preprocessing import PREPROCESSING_VERSION, to_model_input
 from service.config import Device
 
@@ -28,6 +33,29 @@ class ModelLoadError(RuntimeError):
 class Prediction:
     probability: float  # of pneumonia
     label: str
+    viral: float | None = None  # P(viral | pneumonia), for models with the type head
+    image_score: float | None = None  # the image check's distance, for models that carry one
+
+    @property
+    def pneumonia_type(self) -> str | None:
+        if self.viral is None:
+            return None
+        return PNEUMONIA_TYPES[1] if self.viral >= 0.5 else PNEUMONIA_TYPES[0]
+
+
+@dataclass(frozen=True)
+class ReferenceResult:
+    """What the start-up self-check found (None fields: the model carries no reference data)."""
+
+    images: int = 0
+    largest_difference: float | None = None
+    tolerance: float | None = None
+
+    @property
+    def passed(self) -> bool | None:
+        if self.largest_difference is None or self.tolerance is None:
+            return None
+        return self.largest_difference <= self.tolerance
 
 
 class Classifier:
@@ -54,8 +82,51 @@ class Classifier:
             )
         self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
         self._check_signature()
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name in (OUTPUT_NAME, VIRAL_OUTPUT)]
+        self.image_check = self._load_image_check()
+        if self.image_check is not None:
+            self.outputs.append(FEATURES_OUTPUT)
         self._solo_session = (self._create_session(raw, Device.cpu, solo_threads)
                               if self.provider == CPU and solo_threads > intra_op_threads else None)
+        self.reference = self._check_references()
+
+    @property
+    def name(self) -> str:
+        return f"{self.metadata.model_name} {self.metadata.model_version} ({self.path.name})"
+
+    def _load_image_check(self) -> ImageCheck | None:
+        text = self.metadata.extra.get(image_check.METADATA_KEY)
+        if text is None:
+            return None
+        if FEATURES_OUTPUT not in {o.name for o in self.session.get_outputs()}:
+            raise ModelLoadError(f"model {self.name} declares an image check but has no '{FEATURES_OUTPUT}' output")
+        try:
+            return ImageCheck.from_json(text)
+        except ValueError as exc:
+            raise ModelLoadError(f"model {self.name}: {exc}") from exc
+
+    def _check_references(self) -> ReferenceResult:
+        """Run the reference inputs the model carries; refuse it when its outputs are not the
+        float model's (see cxr_common.reference_check)."""
+        text = self.metadata.extra.get(reference_check.METADATA_KEY)
+        if text is None:
+            log.warning("model carries no reference inputs: its numerics are not checked at start-up",
+                        extra={"model": self.name})
+            return ReferenceResult()
+        try:
+            check = ReferenceCheck.from_json(text)
+        except ValueError as exc:
+            raise ModelLoadError(f"model {self.name}: {exc}") from exc
+        names = [o.name for o in self.session.get_outputs() if o.name in check.outputs]
+        found = dict(zip(names, self.session.run(names, {INPUT_NAME: to_model_input(check.inputs())})))
+        difference = check.largest_difference(found)
+        result = ReferenceResult(len(check.images), difference, check.tolerance)
+        if not result.passed:
+            raise ModelLoadError(
+                f"model {self.name} fails its reference check on this machine ({self.provider}): "
+                f"largest difference {difference:.4g} on {len(check.images)} reference images, "
+                f"tolerance {check.tolerance:g}")
+        return result
 
     def _create_session(self, raw: bytes, device: Device, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -106,10 +177,16 @@ class Classifier:
         request would otherwise run the model on one core (p50 at concurrency 1: 7.0 -> 6.3 ms
         measured)."""
         session = self._solo_session if alone and self._solo_session is not None else self.session
-        probabilities = session.run([OUTPUT_NAME], {INPUT_NAME: to_model_input(pixels)})[0][:, 0]
+        found = dict(zip(self.outputs, session.run(self.outputs, {INPUT_NAME: to_model_input(pixels)})))
+        probabilities = found[OUTPUT_NAME][:, 0]
+        viral = found[VIRAL_OUTPUT][:, 0] if VIRAL_OUTPUT in found else [None] * len(pixels)
+        scores = (self.image_check.scores(found[FEATURES_OUTPUT]) if self.image_check is not None
+                  else [None] * len(pixels))
         labels = self.metadata.labels
         return [
-            Prediction(float(p), labels[1] if p >= self.threshold else labels[0]) for p in probabilities
+            Prediction(float(p), labels[1] if p >= self.threshold else labels[0],
+                       None if v is None else float(v), None if d is None else float(d))
+            for p, v, d in zip(probabilities, viral, scores)
         ]
 
     def warm_up(self) -> None:

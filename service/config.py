@@ -10,15 +10,32 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
 from cxr_common.hardware import available_cores
+from cxr_common.model_metadata import MODEL_FILE
+from service.dicom import RADIOGRAPH_SOP_CLASSES, DicomPolicy
+from service.image_shape import DEFAULT_MAX_PIXELS
+from service.limits import Limits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "cxr-pneumonia.onnx"
+DEFAULT_MODEL_PATH = REPO_ROOT / "models" / MODEL_FILE
 
 
 class Device(str, Enum):
     auto = "auto"  # CUDA when it really works, else CPU with a warning
     cuda = "cuda"  # refuse to start without a working CUDA provider
     cpu = "cpu"
+
+
+class InputCheck(str, Enum):
+    refuse = "refuse"  # inputs that are not frontal chest X-rays get 422 not_chest_xray
+    flag = "flag"  # scored anyway, with a warning in the answer
+    off = "off"  # no image check (the DICOM attribute checks still apply)
+
+
+def _comma_list(value):
+    # CXR_API_KEYS="key1,key2": a comma-separated list is what operators write
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -37,21 +54,30 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(16, ge=1, description="images per onnxruntime run at most")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for companions")
     max_upload_mb: float = Field(50.0, gt=0)
-    max_pixels: int = Field(50_000_000, gt=0, description="decompression-bomb guard")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="decompression-bomb guard")
     max_batch_files: int = Field(32, ge=1)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
     metrics_enabled: bool = True
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
+    request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before 503")
+    input_check: InputCheck = InputCheck.refuse
+    dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CR", "DX"])
+    # SOP classes taken besides CR and DX image storage (e.g. secondary capture's 1.2.840.10008.5.1.4.1.1.7)
+    dicom_extra_sop_classes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", mode="before")
     @classmethod
-    def _split_keys(cls, value):
-        # CXR_API_KEYS="key1,key2": a comma-separated list is what operators write
-        if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
-        return value
+    def _split_lists(cls, value):
+        return _comma_list(value)
+
+    def limits(self) -> Limits:
+        policy = DicomPolicy(
+            modalities=frozenset(m.upper() for m in self.dicom_modalities),
+            sop_classes=RADIOGRAPH_SOP_CLASSES | frozenset(self.dicom_extra_sop_classes),
+        )
+        return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check.value)
 
     @model_validator(mode="after")
     def _check_files(self):

@@ -2,6 +2,8 @@
 
 The format is recognised from the bytes themselves (magic numbers), not trusted from the
 Content-Type header or a file name: integration scripts often send application/octet-stream.
+Raises only service.input_errors (mapped to HTTP once, in service.errors); whatever a library
+raises on hostile data becomes ImageDecodeError here.
 """
 
 from __future__ import annotations
@@ -10,15 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cxr_common.preprocessing import (
-    ImageDecodeError,
-    ImageTooLargeError,
-    UnsupportedImageError,
-    image_to_pixels,
-    open_image,
+from cxr_common.preprocessing import image_to_pixels, open_image
+from service.dicom import DicomPolicy, is_dicom, read_dicom
+from service.image_shape import check_shape
+from service.input_errors import (
+    EmptyUploadError, ImageDecodeError, NotChestXrayError, UnsupportedImageError,
 )
-from service.dicom import LateralViewError, is_dicom, read_dicom
-from service.errors import ApiError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -42,24 +41,30 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def decode_upload(data: bytes, size: int, max_pixels: int) -> DecodedImage:
-    """Raise ApiError 400/415/422 for empty, unknown, undecodable, oversized or lateral input."""
+def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPolicy) -> DecodedImage:
+    if kind == "dicom":
+        image, width, height = read_dicom(data, max_pixels, min_side=size, policy=policy)
+        return DecodedImage(image_to_pixels(image, size), kind, width, height)
+    with open_image(data, max_pixels=max_pixels) as opened:
+        width, height = opened.size
+        check_shape(width, height)
+        return DecodedImage(image_to_pixels(opened, size), kind, width, height)
+
+
+def decode_upload(data: bytes, size: int, max_pixels: int, policy: DicomPolicy = DicomPolicy()) -> DecodedImage:
+    """Raise EmptyUploadError, UnsupportedImageError, NotChestXrayError or an ImageDecodeError
+    (too large, bad shape, unsupported DICOM, corrupt) when the upload cannot be scored."""
     if not data:
-        raise ApiError(400, "empty_file", "the uploaded file is empty")
+        raise EmptyUploadError("the uploaded file is empty")
     kind = sniff_format(data)
     if kind is None:
-        raise ApiError(415, "unsupported_media_type", "the file is not a JPEG, PNG or DICOM image")
+        raise UnsupportedImageError("the file is not a JPEG, PNG or DICOM image")
     try:
-        if kind == "dicom":
-            image, width, height = read_dicom(data, max_pixels, min_side=size)
-            return DecodedImage(image_to_pixels(image, size), kind, width, height)
-        with open_image(data, max_pixels=max_pixels) as image:
-            width, height = image.size
-            return DecodedImage(image_to_pixels(image, size), kind, width, height)
-    except LateralViewError as exc:
-        raise ApiError(422, "lateral_view", str(exc)) from exc
-    except ImageTooLargeError as exc:
-        raise ApiError(422, "image_too_large", str(exc)) from exc
-    except (ImageDecodeError, UnsupportedImageError) as exc:
+        return _decode(data, kind, size, max_pixels, policy)
+    except (ImageDecodeError, NotChestXrayError):
+        raise
+    except UnsupportedImageError:
         # the magic number said JPEG/PNG, so a file Pillow cannot identify is a corrupt one
-        raise ApiError(422, "undecodable_image", f"cannot decode this {kind.upper()} file: {exc}") from exc
+        raise ImageDecodeError(f"cannot decode this {kind.upper()} file") from None
+    except (Exception, RecursionError) as exc:  # Pillow and the codecs raise many kinds on bad data
+        raise ImageDecodeError(f"cannot decode this {kind.upper()} file ({type(exc).__name__})") from None

@@ -1,30 +1,61 @@
-"""DICOM -> 8-bit grayscale image, ready for the shared preprocessing.
+"""DICOM -> 8-bit grayscale image, ready for the shared preprocessing, at a bounded cost.
+
+Order, so that a hostile or wrong file costs little: parse (deflated data inflated with a cap)
+-> attributes that say it is not a frontal chest radiograph (`DicomPolicy`), before any pixel is
+decoded -> the declared size, and for compressed data the size in the frame's own header,
+checked against the budget -> decode the first frame -> palette, modality LUT, VOI LUT ->
+stretched to 8 bits, MONOCHROME1 inverted.
 
 Decoders (all with permissive licences): pydicom itself for uncompressed data, Pillow for JPEG
 baseline, pylibjpeg-openjpeg (MIT, OpenJPEG BSD-2) for JPEG 2000, and GDCM (python-gdcm,
 BSD-3) for JPEG lossless. pylibjpeg-libjpeg is GPL-3 and deliberately not used.
+
+Every failure is one of service.input_errors; messages name attributes, never their values
+(except coded values such as Modality), and library exception texts (which can quote element
+values, i.e. patient data) are reduced to their type's name.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.encaps import generate_frames
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filewriter import write_file_meta_info
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from cxr_common.preprocessing import ImageDecodeError, ImageTooLargeError
+from service.frame_headers import frame_size
+from service.image_shape import DEFAULT_MAX_PIXELS, check_shape
+from service.input_errors import (
+    ImageDecodeError, ImageTooLargeError, NotChestXrayError, UnsupportedDicomError,
+)
 
-# DICOM ViewPosition defined terms for lateral projections (LL/RL), plus spellings seen in the
-# wild. Decubitus (LLD/RLD) and oblique views are not lateral and are let through.
-LATERAL_VIEWS = {"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT"}
+FRONTAL_VIEWS = {"AP", "PA"}
+# BodyPartExamined values meaning the chest (DICOM's CHEST, and spellings seen in the wild)
+CHEST_BODY_PARTS = {"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "TORSO_CHEST", "CHEST_PA",
+                    "CHEST_AP", "PECHO", "BRUST", "THORAX_CHEST", "POUMON", "TORACE"}
+# SOP classes of projection radiographs: CR, DX for presentation, DX for processing
+RADIOGRAPH_SOP_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1",
+})
+BYTES_PER_PIXEL_BUDGET = 8  # inflated deflate data allowed per pixel allowed (16-bit RGB + room)
 
 
-class LateralViewError(ValueError):
-    """The DICOM says it is a lateral view; the model only knows frontal views."""
+@dataclass(frozen=True)
+class DicomPolicy:
+    """Which DICOMs are taken as frontal chest radiographs (CXR_DICOM_* settings);
+    `check=False` takes any attributes and shape (to measure the image check alone)."""
+
+    modalities: frozenset[str] = frozenset({"CR", "DX"})
+    sop_classes: frozenset[str] = field(default=RADIOGRAPH_SOP_CLASSES)
+    check: bool = True
 
 
 def is_dicom(data: bytes) -> bool:
@@ -32,8 +63,8 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def read_dicom(data: bytes, max_pixels: int | None = None, min_side: int | None = None
-               ) -> tuple[Image.Image, int, int]:
+def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None,
+               policy: DicomPolicy = DicomPolicy()) -> tuple[Image.Image, int, int]:
     """DICOM bytes -> (8-bit 'L' image of the first frame, width, height of the original).
 
     With `min_side`, the stored values are first averaged down by the largest power of two that
@@ -43,7 +74,131 @@ def read_dicom(data: bytes, max_pixels: int | None = None, min_side: int | None 
         # pydicom warns about non-conformant files, quoting element values (patient data):
         # they must not reach logs. What matters surfaces as the errors below.
         warnings.simplefilter("ignore")
-        return _read_dicom(data, max_pixels, min_side)
+        dataset = _parse(data, max_pixels * BYTES_PER_PIXEL_BUDGET)
+        check_attributes(dataset, policy)
+        rows, columns = _size(dataset, max_pixels, policy.check)
+        return _pixels(dataset, min_side), columns, rows
+
+
+def _parse(data: bytes, max_inflated: int) -> pydicom.Dataset:
+    try:
+        stream = io.BytesIO(data)
+        read_preamble(stream, False)
+        meta = _read_file_meta_info(stream)
+        if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            stream = io.BytesIO(_inflated(meta, data[stream.tell():], max_inflated))
+        else:
+            stream.seek(0)
+        return pydicom.dcmread(stream)
+    except ImageDecodeError:
+        raise
+    except (Exception, RecursionError) as exc:  # pydicom raises many kinds; none may escape
+        raise ImageDecodeError(f"cannot parse DICOM ({type(exc).__name__})") from None
+
+
+def _inflated(meta, deflated: bytes, max_inflated: int) -> bytes:
+    """The deflated dataset inflated to at most `max_inflated` bytes, as an explicit-VR file."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(deflated, max_inflated + 1)
+    except zlib.error:
+        raise ImageDecodeError("cannot parse DICOM (deflated data is corrupt)") from None
+    if len(body) > max_inflated:
+        raise ImageTooLargeError(
+            f"deflated DICOM data inflates to more than the {max_inflated} bytes allowed")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    header = io.BytesIO()
+    header.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(header, meta, enforce_standard=False)
+    return header.getvalue() + body
+
+
+def _values(dataset: pydicom.Dataset, keyword: str) -> list[str]:
+    """Every value of a (possibly multi-valued) string element, upper-cased; [] when absent."""
+    try:
+        value = dataset.get(keyword)
+    except Exception:  # a malformed element is as good as absent for these checks
+        return []
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
+    return [str(item).strip().upper() for item in items if str(item).strip()]
+
+
+def check_attributes(dataset: pydicom.Dataset, policy: DicomPolicy) -> None:
+    """Refuse, before any pixel is decoded, what the attributes say is no frontal chest radiograph."""
+    if not policy.check:
+        return
+    for modality in _values(dataset, "Modality"):
+        if modality not in policy.modalities:
+            raise NotChestXrayError(
+                f"DICOM Modality is '{modality}'; this service takes {', '.join(sorted(policy.modalities))}",
+                "Modality")
+    sop_class = _values(dataset, "SOPClassUID")
+    if sop_class and sop_class[0] not in policy.sop_classes:
+        name = UID(sop_class[0]).name if UID(sop_class[0]).is_valid else "an unknown SOP class"
+        raise NotChestXrayError(
+            f"DICOM SOPClassUID is {name}; only CR and DX image storage are taken", "SOPClassUID")
+    for part in _values(dataset, "BodyPartExamined"):
+        if part not in CHEST_BODY_PARTS:
+            raise NotChestXrayError(f"DICOM BodyPartExamined is '{part}', not the chest", "BodyPartExamined")
+    for view in _values(dataset, "ViewPosition"):
+        if view not in FRONTAL_VIEWS:
+            raise NotChestXrayError(
+                f"DICOM ViewPosition is '{view}'; only frontal views (AP, PA) are taken", "ViewPosition")
+
+
+def _int(dataset: pydicom.Dataset, keyword: str, default: int | None = None) -> int:
+    """A single whole-number element (US or IS), or ImageDecodeError naming it."""
+    try:
+        value = dataset.get(keyword, default)
+        if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) or value is None or value == "":
+            raise ValueError
+        number = int(value)
+    except Exception:
+        raise ImageDecodeError(f"DICOM {keyword} is missing or not a single whole number") from None
+    if number < 0:
+        raise ImageDecodeError(f"DICOM {keyword} is negative")
+    return number
+
+
+def _size(dataset: pydicom.Dataset, max_pixels: int, check: bool = True) -> tuple[int, int]:
+    """Rows, Columns, checked: declared size, shape, and a compressed frame's own header."""
+    if "PixelData" not in dataset:
+        raise ImageDecodeError("DICOM has no pixel data")
+    rows, columns = _int(dataset, "Rows"), _int(dataset, "Columns")
+    samples = _int(dataset, "SamplesPerPixel", 1)
+    if rows * columns * max(1, samples) > max_pixels:
+        raise ImageTooLargeError(
+            f"DICOM is {columns}x{rows} x {samples} samples, more than the {max_pixels} pixels allowed")
+    if check:
+        check_shape(columns, rows)
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is not None and UID(syntax).is_compressed:
+        _check_frame_header(dataset, rows, columns, max_pixels)
+    return rows, columns
+
+
+def _check_frame_header(dataset: pydicom.Dataset, rows: int, columns: int, max_pixels: int) -> None:
+    try:
+        frames = _int(dataset, "NumberOfFrames", 1) or 1
+        first = next(generate_frames(dataset.PixelData, number_of_frames=frames))
+    except ImageDecodeError:
+        raise
+    except Exception:
+        raise ImageDecodeError("cannot parse DICOM (encapsulated pixel data is malformed)") from None
+    size = frame_size(first[:65536])
+    if size is None:
+        if first[:2] in (b"\xff\xd8", b"\xff\x4f") or first[4:8] == b"jP  ":
+            raise ImageDecodeError("DICOM frame header is truncated or malformed")
+        return  # RLE and other codecs: no size in the frame; the decoder allocates the declared one
+    if size.width * size.height * max(1, size.components) > max_pixels:
+        raise ImageTooLargeError(
+            f"DICOM frame is {size.width}x{size.height} x {size.components} components, "
+            f"more than the {max_pixels} pixels allowed")
+    if (size.width, size.height) != (columns, rows):
+        raise UnsupportedDicomError(
+            f"DICOM frame header says {size.width}x{size.height} but Rows/Columns say {columns}x{rows}")
 
 
 def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
@@ -64,33 +219,31 @@ def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
     return np.rint(np.asarray(image.reduce(factor))).astype(pixels.dtype)
 
 
-def _read_dicom(data: bytes, max_pixels: int | None, min_side: int | None) -> tuple[Image.Image, int, int]:
+def _pixels(dataset: pydicom.Dataset, min_side: int | None) -> Image.Image:
+    photometric = (_values(dataset, "PhotometricInterpretation") or ["MONOCHROME2"])[0]
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
-        raise ImageDecodeError(f"cannot parse DICOM: {exc}") from exc
-    view = str(dataset.get("ViewPosition", "") or "").strip().upper()
-    if view in LATERAL_VIEWS:
-        raise LateralViewError(f"DICOM ViewPosition is '{view}' (lateral); only frontal views are supported")
-    if "PixelData" not in dataset:
-        raise ImageDecodeError("DICOM has no pixel data")
-    rows, columns = int(dataset.get("Rows", 0)), int(dataset.get("Columns", 0))
-    if max_pixels is not None and rows * columns > max_pixels:
-        raise ImageTooLargeError(f"DICOM is {columns}x{rows} = {rows * columns} pixels, more than the {max_pixels} allowed")
-    try:
-        if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+        if _int(dataset, "NumberOfFrames", 1) > 1:
             dataset.pixel_array_options(index=0)  # decode the first frame only
         pixels = dataset.pixel_array  # masked to BitsStored by pydicom: 12-in-16 stays 12-bit
-        if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (e.g. secondary capture)
-            return Image.fromarray(pixels.astype(np.uint8), "RGB").convert("L"), columns, rows
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, dataset)  # indices -> RGB; the indices mean nothing
+        if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (palette, secondary capture, YBR)
+            rgb = pixels if pixels.dtype == np.uint8 else (pixels >> 8).astype(np.uint8)
+            return Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L")
+        if pixels.ndim != 2:
+            raise UnsupportedDicomError(f"DICOM pixel data has {pixels.ndim} dimensions; one grayscale frame is needed")
         pixels = _reduce(pixels, min_side)
         values = apply_modality_lut(pixels, dataset)  # stored values -> e.g. Hounsfield / OD
         values = apply_voi_lut(values, dataset)  # the window the sender chose, when any
-    except (ValueError, RuntimeError, NotImplementedError, AttributeError, KeyError, TypeError) as exc:
-        raise ImageDecodeError(f"cannot decode DICOM pixel data: {exc}") from exc
-    values = np.asarray(values, dtype=np.float32)
+        values = np.asarray(values, dtype=np.float32)
+    except ImageDecodeError:
+        raise
+    except (Exception, RecursionError) as exc:  # decoders and LUTs fail in many ways on bad data
+        raise ImageDecodeError(f"cannot decode DICOM pixel data ({type(exc).__name__})") from None
+    if values.shape != pixels.shape or not np.isfinite(values).all():
+        raise ImageDecodeError("DICOM LUTs produced no usable image")
     low, high = float(values.min()), float(values.max())
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    if str(dataset.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         scaled = 1.0 - scaled  # MONOCHROME1: low values are white; the model was trained on bone = bright
-    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), "L"), columns, rows
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), "L")

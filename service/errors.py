@@ -9,7 +9,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.input_errors import (
+    DeadlineExceededError, EmptyUploadError, ImageDecodeError, ImageShapeError, ImageTooLargeError,
+    NotChestXrayError, UnsupportedDicomError, UnsupportedImageError,
+)
+
 log = logging.getLogger(__name__)
+
+# The one place where the service's own errors become HTTP: (status, code), most specific first.
+ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
+    (EmptyUploadError, 400, "empty_file"),
+    (UnsupportedImageError, 415, "unsupported_media_type"),
+    (NotChestXrayError, 422, "not_chest_xray"),
+    (ImageTooLargeError, 422, "image_too_large"),
+    (ImageShapeError, 422, "unsupported_image_shape"),
+    (UnsupportedDicomError, 422, "unsupported_dicom"),
+    (ImageDecodeError, 422, "undecodable_image"),
+    (DeadlineExceededError, 503, "deadline_exceeded"),
+)
+DEADLINE_RETRY_AFTER_S = "5"
 
 
 class ApiError(Exception):
@@ -18,6 +36,21 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.reason: str | None = None  # for not_chest_xray: what refused it (Prometheus label)
+
+
+def api_error_for(exc: BaseException) -> "ApiError":
+    """The ApiError that answers a domain error; anything else is an internal error (logged by
+    the caller). Never raises."""
+    if isinstance(exc, ApiError):
+        return exc
+    for kind, status, code in ERROR_TABLE:
+        if isinstance(exc, kind):
+            headers = {"Retry-After": DEADLINE_RETRY_AFTER_S} if status == 503 else None
+            error = ApiError(status, code, str(exc), headers)
+            error.reason = getattr(exc, "reason", None)
+            return error
+    return ApiError(500, "internal_error", "internal error; it was logged with this request id")
 
 
 def error_body(code: str, message: str, request_id: str | None) -> dict:
@@ -63,10 +96,4 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         request.state.error_code = "bad_request"
         return error_response(400, "bad_request", f"malformed request: {problems}", _request_id(request))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unexpected error", extra={"request_id": _request_id(request)})
-        request.state.error_code = "internal_error"
-        return error_response(500, "internal_error", "internal error; it was logged with this request id",
-                              _request_id(request))
+    # anything else is answered by RequestContextMiddleware (JSON 500 with the request id)

@@ -32,6 +32,10 @@ class ServiceMetrics:
         self.predictions = Counter(
             "cxr_predictions", "images scored, by predicted label", ("label",), registry=self.registry,
         )
+        self.refusals = Counter(
+            "cxr_refusals", "inputs refused as not frontal chest X-rays, by what refused them "
+            "(a DICOM attribute, or image_check)", ("reason",), registry=self.registry,
+        )
         # a gauge at 1 rather than an Info metric, which multiprocess mode does not support
         self.model_info = Gauge(
             "cxr_model_info", "the model being served", ("name", "version", "sha256", "provider"),

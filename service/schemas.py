@@ -12,6 +12,18 @@ class Probabilities(BaseModel):
     pneumonia: float = Field(..., ge=0, le=1, examples=[0.93])
 
 
+class TypeProbabilities(BaseModel):
+    bacterial: float = Field(..., ge=0, le=1, examples=[0.81])
+    viral: float = Field(..., ge=0, le=1, examples=[0.19])
+
+
+class PneumoniaType(BaseModel):
+    """Bacterial vs viral, given pneumonia (b + v = 1), whatever the pneumonia label says."""
+
+    label: Literal["bacterial", "viral"]
+    probabilities: TypeProbabilities
+
+
 class ModelRef(BaseModel):
     name: str = Field(..., examples=["cxr-pneumonia-gapnet"])
     version: str = Field(..., examples=["1.0.0"])
@@ -30,6 +42,10 @@ class PredictResponse(BaseModel):
     threshold: float = Field(..., description="pneumonia when its probability >= threshold")
     model: ModelRef
     input: InputInfo
+    pneumonia_type: PneumoniaType | None = Field(
+        None, description="for models with the type head: bacterial vs viral, given pneumonia")
+    warning: str | None = Field(
+        None, description="CXR_INPUT_CHECK=flag only: why this may not be a frontal chest X-ray")
     request_id: str
     elapsed_ms: float
 
@@ -69,6 +85,9 @@ class ModelInfo(BaseModel):
     created_at: str
     training_data_sha256: str
     metrics: dict = Field(..., description="the model card's validation metrics")
+    outputs: list[str] = Field(..., description="the model outputs the service reads")
+    input_check: dict = Field(..., description="the image check: mode, method, threshold, rule")
+    reference_check: dict = Field(..., description="the start-up self-check: images, largest difference, tolerance")
 
 
 class Health(BaseModel):

@@ -1,32 +1,43 @@
 """What a runner does with uploads, apart from how it reaches the model: decode each one,
-then pair the decoded images with their predictions (an error stays in its place)."""
+then pair the decoded images with their predictions (an error stays in its place, so a batch
+fails per file, always)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.classifier import Prediction
+from service.classifier import Classifier, Prediction
 from service.decoding import DecodedImage, decode_upload
-from service.errors import ApiError
+from service.errors import ApiError, api_error_for
+from service.input_errors import NotChestXrayError
+from service.limits import Limits
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Scored:
     decoded: DecodedImage
     prediction: Prediction
+    warning: str | None = None  # CXR_INPUT_CHECK=flag: why the image may not be a chest X-ray
 
 
-def decode_all(files: list[bytes], size: int, max_pixels: int) -> list[DecodedImage | ApiError]:
-    """Each file decoded, or the ApiError that says why it cannot be (the others go on)."""
-    decoded: list[DecodedImage | ApiError] = []
-    for data in files:
-        try:
-            decoded.append(decode_upload(data, size, max_pixels))
-        except ApiError as exc:
-            decoded.append(exc)
-    return decoded
+def decode_one(data: bytes, size: int, limits: Limits) -> DecodedImage | ApiError:
+    """The decoded file, or the ApiError that says why it cannot be; never raises."""
+    try:
+        return decode_upload(data, size, limits.max_pixels, limits.dicom)
+    except Exception as exc:  # noqa: BLE001 - each file's failure stays with that file
+        error = api_error_for(exc)
+        if error.status >= 500:
+            log.exception("unexpected error while decoding an upload")
+        return error
+
+
+def decode_all(files: list[bytes], size: int, limits: Limits) -> list[DecodedImage | ApiError]:
+    return [decode_one(data, size, limits) for data in files]
 
 
 def pixels_of(decoded: list[DecodedImage | ApiError]) -> np.ndarray | None:
@@ -39,3 +50,24 @@ def attach(decoded: list[DecodedImage | ApiError], predictions: list[Prediction]
     """`predictions` are for the decoded images, in order."""
     remaining = iter(predictions)
     return [d if isinstance(d, ApiError) else Scored(d, next(remaining)) for d in decoded]
+
+
+def check_images(results: list[Scored | ApiError], classifier: Classifier, mode: str) -> list[Scored | ApiError]:
+    """The image check (see cxr_common.image_check) applied as `mode` says: a refusal in the
+    file's place, a warning beside its answer, or nothing."""
+    check = classifier.image_check
+    if check is None or mode == "off":
+        return results
+    checked: list[Scored | ApiError] = []
+    for result in results:
+        score = result.prediction.image_score if isinstance(result, Scored) else None
+        if score is None or score <= check.threshold:
+            checked.append(result)
+            continue
+        why = (f"the image check scores this image {score:.1f}, above its threshold {check.threshold:.1f}: "
+               "it does not look like a frontal chest X-ray")
+        if mode == "refuse":
+            checked.append(api_error_for(NotChestXrayError(why, "image_check")))
+        else:
+            checked.append(replace(result, warning=why))
+    return checked

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.deps import ClassifierDep
+from service.deps import ClassifierDep, SettingsDep
 from service.schemas import ModelInfo
 
 router = APIRouter(tags=["model"])
 
 
 @router.get("/model", response_model=ModelInfo)
-async def model_info(classifier: ClassifierDep):
+async def model_info(classifier: ClassifierDep, settings: SettingsDep):
     """Name, version, hash, input size, labels, threshold, execution provider and metrics."""
     metadata = classifier.metadata
     return ModelInfo(
@@ -27,4 +27,20 @@ async def model_info(classifier: ClassifierDep):
         created_at=metadata.created_at,
         training_data_sha256=metadata.training_data_sha256,
         metrics=metadata.validation_metrics,
+        outputs=classifier.outputs,
+        input_check=_input_check(classifier, settings.input_check.value),
+        reference_check={
+            "images": classifier.reference.images,
+            "largest_difference": classifier.reference.largest_difference,
+            "tolerance": classifier.reference.tolerance,
+            "passed": classifier.reference.passed,
+        },
     )
+
+
+def _input_check(classifier, mode: str) -> dict:
+    check = classifier.image_check
+    base = {"mode": mode, "dicom_attributes": True}
+    if check is None:
+        return base | {"image_check": None}
+    return base | {"image_check": {"method": "mahalanobis-features", "threshold": check.threshold, "rule": check.rule}}

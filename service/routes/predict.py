@@ -10,10 +10,11 @@ from starlette.datastructures import UploadFile
 from service.batching import DirectRunner
 from service.classifier import Classifier
 from service.deps import ApiKeyDep, RunnerDep, SettingsDep
-from service.errors import ApiError
+from service.errors import ApiError, api_error_for
+from service.input_errors import DeadlineExceededError
 from service.schemas import (
-    BatchItem, BatchResponse, ErrorDetail, InputInfo, ModelRef, PredictResponse, Probabilities,
-    error_examples,
+    BatchItem, BatchResponse, ErrorDetail, InputInfo, ModelRef, PneumoniaType, PredictResponse, Probabilities,
+    TypeProbabilities, error_examples,
 )
 from service.scoring import Scored
 
@@ -25,7 +26,8 @@ ERRORS = error_examples(
     (401, "unauthorized", "an API key is required (X-API-Key header)"),
     (413, "payload_too_large", "the upload is larger than the 50 MB allowed (CXR_MAX_UPLOAD_MB)"),
     (415, "unsupported_media_type", "the file is not a JPEG, PNG or DICOM image"),
-    (422, "undecodable_image", "cannot decode this JPEG file: image file is truncated"),
+    (422, "not_chest_xray", "DICOM Modality is 'CT'; this service takes CR, DX"),
+    (503, "deadline_exceeded", "decoding and scoring took longer than the 15 s allowed per request"),
 )
 SINGLE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -59,9 +61,26 @@ async def _read_form_files(request: Request, field: str, max_files: int) -> list
         await form.close()
 
 
+async def score_or_error(runner: DirectRunner, files: list[bytes]) -> list:
+    """The runner's results; a whole-request failure (the deadline) as the ApiError that answers it."""
+    try:
+        return await runner.score(files)
+    except DeadlineExceededError as exc:
+        raise api_error_for(exc) from None
+
+
+def _type(prediction) -> PneumoniaType | None:
+    if prediction.viral is None:
+        return None
+    return PneumoniaType(label=prediction.pneumonia_type, probabilities=TypeProbabilities(
+        bacterial=1.0 - prediction.viral, viral=prediction.viral))
+
+
 def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_ms: float) -> PredictResponse:
     p = result.prediction.probability
     return PredictResponse(
+        pneumonia_type=_type(result.prediction),
+        warning=result.warning,
         label=result.prediction.label,
         probabilities=Probabilities(normal=1.0 - p, pneumonia=p),
         threshold=classifier.threshold,
@@ -79,7 +98,7 @@ async def predict_upload(data: bytes, request: Request, started: float) -> Predi
     that says why when the file cannot be scored."""
     state = request.app.state
     runner: DirectRunner = state.runner
-    (result,) = await runner.score([data], state.settings.max_pixels)
+    (result,) = await score_or_error(runner, [data])
     if isinstance(result, ApiError):
         raise result
     return _response(result, runner.classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
@@ -111,7 +130,7 @@ async def predict_batch(request: Request, runner: RunnerDep, settings: SettingsD
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
         raise ApiError(400, "missing_file", "multipart request has no file in field 'files'")
-    results = await runner.score(files, settings.max_pixels)
+    results = await score_or_error(runner, files)
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [
