@@ -41,7 +41,7 @@ import onnxruntime as ort
 
 from benchmarks.loadgen import LoadResult, build_requests, run_load
 from cxr_common.hardware import available_cores
-from cxr_common.model_metadata import INPUT_NAME
+from cxr_common.model_metadata import INPUT_NAME, MODEL_FILE
 from cxr_common.preprocessing import to_model_input
 from model_export.speed import Layout, best_images_per_second, layout_images_per_second
 from service.config import Settings
@@ -185,7 +185,7 @@ def row(name: str, result: LoadResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
     parser.add_argument("--seconds", type=float, default=15.0, help="per load level")
     parser.add_argument("--soak", type=float, default=0.0, help="extra seconds at c=16, memory sampled")

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from cxr_common.model_metadata import INT8_MODEL_FILE, MODEL_FILE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # CI and sessions lay shared/ beside the repository; CXR_SHARED_DATA overrides.
 SHARED_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
-BUNDLED_MODEL = REPO_ROOT / "models" / "cxr-pneumonia.onnx"
+BUNDLED_MODEL = REPO_ROOT / "models" / MODEL_FILE
+BUNDLED_INT8_MODEL = REPO_ROOT / "models" / INT8_MODEL_FILE
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,8 @@ def mixed_folder(tmp_path, val_images):
         image.convert("L").save(buffer, "PNG")
     (root / "c_normal.png").write_bytes(buffer.getvalue())
     shutil.copy(dicom_sample("RG1_UNCR.dcm"), root / "d_study.dcm")
-    shutil.copy(dicom_sample("JPGLosslessP14SV1_1s_1f_8b.dcm"), root / "nested" / "1.2.840.99")  # no extension
+    shutil.copy(dicom_sample("RG1_J2KR.dcm"), root / "nested" / "1.2.840.99")  # no extension
+    shutil.copy(dicom_sample("693_UNCR.dcm"), root / "f_ct.dcm")  # a CT: refused, not failed
     (root / "notes.txt").write_text("not an image")
     (root / "nested" / "readme").write_text("no extension, not DICOM")
     (root / "e_broken.jpeg").write_bytes(val_images[2].read_bytes()[:4000])
@@ -82,4 +83,5 @@ def mixed_folder(tmp_path, val_images):
 
 SCORABLE = {"a_normal.jpeg", "b_pneumonia.jpg", "c_normal.png", "d_study.dcm", "1.2.840.99"}
 BROKEN = "e_broken.jpeg"
+REFUSED = "f_ct.dcm"
 SKIPPED = {"notes.txt", "readme"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cxr_client.cli import main
-from tests.client.conftest import BROKEN, SCORABLE, SKIPPED
+from tests.client.conftest import BROKEN, REFUSED, SCORABLE, SKIPPED
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port
 
@@ -29,7 +29,9 @@ def test_scores_a_mixed_folder_and_reports_the_bad_file(service_url, mixed_folde
     code = main(["predict", str(mixed_folder), "--recursive", "--url", service_url, "--out", str(out)])
     assert code == 1  # one file failed
     rows = {Path(r["path"]).name: r for r in _rows(out)}
-    assert set(rows) == SCORABLE | {BROKEN}
+    assert set(rows) == SCORABLE | {BROKEN, REFUSED}
+    assert rows[REFUSED]["code"] == "not_chest_xray" and "Modality" in rows[REFUSED]["error"]
+    assert rows[BROKEN]["code"] == "undecodable_image"
     for name in SCORABLE:
         assert rows[name]["label"] in ("normal", "pneumonia") and not rows[name]["error"], rows[name]
         assert float(rows[name]["p_pneumonia"]) + float(rows[name]["p_normal"]) == pytest.approx(1)
@@ -37,7 +39,7 @@ def test_scores_a_mixed_folder_and_reports_the_bad_file(service_url, mixed_folde
     assert "422" in rows[BROKEN]["error"] and "undecodable_image" in rows[BROKEN]["error"]
     assert not rows[BROKEN]["label"]
     err = capsys.readouterr().err
-    assert f"scored {len(SCORABLE)}, failed 1, skipped {len(SKIPPED)}" in err
+    assert f"scored {len(SCORABLE)}, refused 1 (not chest X-rays), failed 1, skipped {len(SKIPPED)}" in err
     assert "rate" in err and "elapsed" in err
 
 
@@ -47,19 +49,24 @@ def test_all_scored_exits_0_and_writes_json_lines(service_url, mixed_folder, tmp
     assert main(["predict", str(mixed_folder), "--recursive", "--url", service_url, "--out", str(out),
                  "--concurrency", "3"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert {Path(r["path"]).name for r in rows} == SCORABLE
+    assert {Path(r["path"]).name for r in rows} == SCORABLE | {REFUSED}  # a refusal is an answer: exit 0
+    # --resume: scored and refused files are done; nothing is sent again
+    assert main(["predict", str(mixed_folder), "--recursive", "--url", service_url, "--out", str(out),
+                 "--resume"]) == 0
+    assert len(out.read_text().splitlines()) == len(rows)
 
 
 def test_without_recursive_only_the_top_folder(service_url, mixed_folder, tmp_path):
     out = tmp_path / "top.csv"
     main(["predict", str(mixed_folder), "--url", service_url, "--out", str(out)])
-    assert {Path(r["path"]).name for r in _rows(out)} == {"a_normal.jpeg", "c_normal.png", "d_study.dcm", BROKEN}
+    assert {Path(r["path"]).name for r in _rows(out)} == {"a_normal.jpeg", "c_normal.png", "d_study.dcm", BROKEN, REFUSED}
 
 
 def test_csv_to_stdout_by_default(service_url, val_images, capsys):
     assert main(["predict", str(val_images[0]), "--url", service_url]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("path,label,p_pneumonia,p_normal,threshold,model_version,request_id,error")
+    assert lines[0] == ("path,label,p_pneumonia,p_normal,pneumonia_type,p_bacterial,p_viral,threshold,"
+                        "model_version,request_id,warning,code,error")
     assert len(lines) == 2
 
 

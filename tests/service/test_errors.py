@@ -131,7 +131,7 @@ def test_unknown_route_and_method(client):
 
 def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, normal_jpeg):
     with make_client(bundled_model) as client:
-        async def broken(files, max_pixels):
+        async def broken(files):
             raise RuntimeError("a bug")
 
         client.app.state.runner.score = broken
@@ -143,3 +143,5 @@ def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, norma
             body = response.json()
             assert body["error"]["code"] == "internal_error" and "a bug" not in body["error"]["message"]
             assert len(body["request_id"]) == 32  # the id the log line carries, to find the traceback
+            assert response.headers["x-request-id"] == body["request_id"]
+            assert response.headers["connection"] == "close"  # never a silent close mid-answer

@@ -36,10 +36,10 @@ class ThreadRecordingRunner(DirectRunner):
         self.threads: list[str] = []
         self.alone: list[bool] = []
 
-    def _decode_and_predict(self, files, max_pixels):
+    def _decode_and_predict(self, files):
         self.threads.append(threading.current_thread().name)
         self.alone.append(self._in_flight == 1 and self._others_idle())
-        return super()._decode_and_predict(files, max_pixels)
+        return super()._decode_and_predict(files)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def _score_together(runner: DirectRunner, uploads: list[bytes]) -> list:
     async def main():
         await runner.start()
         try:
-            return await asyncio.gather(*(runner.score([data], 50_000_000) for data in uploads))
+            return await asyncio.gather(*(runner.score([data]) for data in uploads))
         finally:
             await runner.stop()
 

@@ -6,6 +6,9 @@ import io
 
 import numpy as np
 import pydicom
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless,
+)
 import pytest
 from PIL import Image
 
@@ -89,28 +92,52 @@ def test_dicom_monochrome1_is_inverted():
     assert border.mean() < pixels[800:1200, 600:1200].mean()
 
 
+def test_monochrome1_and_monochrome2_of_one_xray_score_alike(client, normal_jpeg):
+    from tests.dicoms import encoded
+
+    answers = [client.post("/predict", content=encoded(normal_jpeg, ExplicitVRLittleEndian, monochrome1=m),
+                           headers={"Content-Type": "application/dicom"}).json()["probabilities"]["pneumonia"]
+               for m in (False, True)]
+    assert answers[0] == pytest.approx(answers[1], abs=0.02)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, RLELossless,
+                                    JPEG2000Lossless, JPEGBaseline8Bit], ids=lambda s: s.name)
+def test_chest_dicoms_in_every_transfer_syntax_score_like_the_jpeg(client, normal_jpeg, syntax):
+    from tests.dicoms import encoded
+
+    # sent as octet-stream: the DICM preamble is enough to recognise it
+    response = client.post("/predict", content=encoded(normal_jpeg, syntax),
+                           headers={"Content-Type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.json()["input"]["format"] == "dicom"
+    jpeg = client.post("/predict", content=normal_jpeg.read_bytes(), headers={"Content-Type": "image/jpeg"})
+    assert response.json()["label"] == jpeg.json()["label"]
+
+
 @pytest.mark.parametrize(
     "name", ["JPGLosslessP14SV1_1s_1f_8b.dcm", "JPEG-LL.dcm", "SC_rgb_jpeg_dcmtk.dcm",
              "emri_small.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm"],
     ids=["jpeg-lossless-8bit", "jpeg-lossless-16bit", "jpeg-baseline-rgb", "multi-frame", "12-bit"],
 )
-def test_dicom_transfer_syntaxes_and_layouts(client, name):
-    # sent as octet-stream: the DICM preamble is enough to recognise it
-    response = client.post("/predict", content=dicom_sample(name).read_bytes(),
-                           headers={"Content-Type": "application/octet-stream"})
-    assert response.status_code == 200, response.text
-    assert response.json()["input"]["format"] == "dicom"
+def test_dicom_transfer_syntaxes_and_layouts_decode(name):
+    # other modalities, refused by the service; decoded here with the attribute checks off
+    from service.dicom import DicomPolicy, read_dicom
+
+    image, width, height = read_dicom(dicom_sample(name).read_bytes(), policy=DicomPolicy(check=False))
+    assert image.mode == "L" and image.size == (width, height) and np.asarray(image).std() > 0
 
 
 def test_dicom_bits_stored_are_honoured():
-    from service.dicom import read_dicom
+    from service.dicom import DicomPolicy, read_dicom
 
     # 12 bits stored in 16: stretched over its own range, not a dark 1/16th of 16-bit range
-    image, _, _ = read_dicom(dicom_sample("MR-SIEMENS-DICOM-WithOverlays.dcm").read_bytes())
+    image, _, _ = read_dicom(dicom_sample("MR-SIEMENS-DICOM-WithOverlays.dcm").read_bytes(),
+                             policy=DicomPolicy(check=False))
     assert np.asarray(image).max() == 255
 
 
-def _with_view(name: str, view: str) -> bytes:
+def _with_view(name: str, view) -> bytes:
     dataset = pydicom.dcmread(dicom_sample(name))
     dataset.ViewPosition = view
     buffer = io.BytesIO()
@@ -118,11 +145,12 @@ def _with_view(name: str, view: str) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("view", ["LL", "RL", "LATERAL"])
+@pytest.mark.parametrize("view", ["LL", "RL", "LATERAL", ["LL", "PA"], ["PA", "RL"]])
 def test_lateral_dicom_is_refused(client, view):
     response = client.post("/predict", content=_with_view("RG1_UNCR.dcm", view),
                            headers={"Content-Type": "application/dicom"})
-    assert_error(response, 422, "lateral_view")
+    body = assert_error(response, 422, "not_chest_xray")
+    assert "ViewPosition" in body["error"]["message"]
 
 
 def test_frontal_dicom_with_view_is_scored(client):
