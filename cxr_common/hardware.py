@@ -13,12 +13,17 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _cpuinfo() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
 def cpu_features() -> list[str]:
     """The int8-relevant instruction sets this CPU reports (Linux /proc/cpuinfo; [] elsewhere)."""
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return []
+    text = _cpuinfo()
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     return [name for name in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if name in flags]
 
@@ -26,9 +31,8 @@ def cpu_features() -> list[str]:
 def cpu_description() -> str:
     """Model name and int8-relevant features, e.g. 'AMD EPYC 7B13 (avx2)'."""
     try:
-        text = open("/proc/cpuinfo").read()
-        model = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-    except (OSError, StopIteration):
+        model = next(line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name"))
+    except StopIteration:
         import platform
 
         model = platform.processor() or platform.machine()

@@ -1,4 +1,4 @@
-"""Command line: python -m model_export {train,cv,evaluate,publish} ...  (--help on each)."""
+"""Command line: python -m model_export {train,cv,ensemble,evaluate,ablation,publish} ...  (--help on each)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,20 @@ def _training_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--model-version", default="1.0.0")
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from model_export.ensemble import build_ensemble
+
+    build_ensemble(args.runs, args.out, args.model_version)
+    return 0
+
+
+def _ablation(args: argparse.Namespace) -> int:
+    from model_export.ablation import run_ablation
+
+    run_ablation(args.run, args.baseline, args.compare)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", help="sub-folder of --data to score (e.g. val)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for JSON and PNGs")
     evaluate.set_defaults(handler=_evaluate)
+
+    ensemble = commands.add_parser("ensemble", help="several finished runs on the same splits as one model")
+    ensemble.add_argument("--runs", type=Path, nargs="+", required=True)
+    ensemble.add_argument("--out", type=Path, required=True)
+    ensemble.add_argument("--model-version")
+    ensemble.set_defaults(handler=_ensemble)
+
+    ablation = commands.add_parser("ablation", help="inference-only comparisons on a run, for the card")
+    ablation.add_argument("--run", type=Path, required=True)
+    ablation.add_argument("--baseline", type=Path, help="an earlier model to compare on the images it never saw")
+    ablation.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs on the same splits")
+    ablation.set_defaults(handler=_ablation)
 
     publish = commands.add_parser("publish", help="ship a run's model with its model card")
     publish.add_argument("--run", type=Path, required=True, help="a finished training run folder")

@@ -74,9 +74,11 @@ LAST_FEATURES = "dropout"  # the layer whose input is the last feature map
 def export_model(model: keras.Model) -> keras.Model:
     """The trained model with every output the service reads, in EXPORT_OUTPUTS order:
     pneumonia (N, 1), viral (N, 1), pneumonia CAM logits (N, h, w), pooled features (N, D)."""
-    if "pneumonia_map" not in [layer.name for layer in model.layers]:  # the seed network
+    names = [layer.name for layer in model.layers]
+    if "pneumonia_map" not in names:  # the seed network
         return keras.Model(model.inputs, [model.get_layer("pneumonia").output], name=f"{model.name}_export")
-    feature_map = model.get_layer(LAST_FEATURES).input
+    feature_map = model.get_layer(ENSEMBLE_FEATURES if ENSEMBLE_FEATURES in names else LAST_FEATURES)
+    feature_map = feature_map.output if ENSEMBLE_FEATURES in names else feature_map.input
     cam = layers.Reshape(tuple(feature_map.shape[1:3]), name="cam")(model.get_layer("pneumonia_map").output)
     features = layers.GlobalAveragePooling2D(name="features")(feature_map)
     return keras.Model(
@@ -84,6 +86,35 @@ def export_model(model: keras.Model) -> keras.Model:
         [model.get_layer("pneumonia").output, model.get_layer("viral").output, cam, features],
         name=f"{model.name}_export",
     )
+
+
+ENSEMBLE_FEATURES = "member_features"
+
+
+def ensemble(members: list[keras.Model]) -> keras.Model:
+    """Several trained gapnets as one model with the same heads: per head, the members' logit maps
+    averaged (so the CAM's mean is still the logit, and the probability is the sigmoid of the mean
+    logit); the features are the members' feature maps side by side."""
+    size = members[0].input_shape[1] if hasattr(members[0], "input_shape") else members[0].inputs[0].shape[1]
+    inputs = keras.Input((size, size, 1), name="image")
+    maps: dict[str, list] = {head: [] for head in HEADS}
+    features = []
+    for i, member in enumerate(members, start=1):
+        parts = keras.Model(member.inputs, [member.get_layer(f"{head}_map").output for head in HEADS]
+                            + [member.get_layer(LAST_FEATURES).input], name=f"member{i}")
+        *head_maps, feature_map = parts(inputs)
+        for head, logit_map in zip(HEADS, head_maps):
+            maps[head].append(logit_map)
+        features.append(feature_map)
+    outputs = {}
+    for head in HEADS:
+        logit_map = layers.Average(name=f"{head}_map")(maps[head])
+        logit = layers.GlobalAveragePooling2D(name=f"{head}_logit")(logit_map)
+        outputs[head] = layers.Activation("sigmoid", name=head)(logit)
+    # the features' layer is an output too, so that export_model finds it in the graph
+    outputs["features"] = layers.GlobalAveragePooling2D(name="pooled_member_features")(
+        layers.Concatenate(name=ENSEMBLE_FEATURES)(features))
+    return keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
 
 
 def tiny(size: int):
@@ -114,7 +145,9 @@ def count_flops(model: keras.Model) -> int:
     """Multiply-adds x 2 of the conv and dense layers for one image (what dominates cost)."""
     flops = 0
     for layer in model.layers:
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, keras.Model):  # an ensemble's members count whole
+            flops += count_flops(layer)
+        elif isinstance(layer, layers.Conv2D):
             _, height, width, out_channels = layer.output.shape
             in_channels = layer.input.shape[-1]
             kh, kw = layer.kernel_size

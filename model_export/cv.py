@@ -15,6 +15,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
@@ -56,6 +57,7 @@ def run_cv(config: TrainConfig, folds: int) -> dict:
         held_mask = assignment == k
         train = Arrays.of([e for e, m in zip(examples, held_mask) if not m], pixels[~held_mask])
         held = Arrays.of([e for e, m in zip(examples, held_mask) if m], pixels[held_mask])
+        keras.utils.set_random_seed(config.seed + k)  # each fold reproducible on its own, resumed or not
         model = fit(replace(config, out=fold_dir), train, {"validation": held})
         pneumonia, viral = predict(model, held.pixels)
         threshold = metrics.choose_threshold(held.labels, pneumonia)

@@ -96,11 +96,30 @@ def run(config: TrainConfig) -> dict:
         held[name] = Arrays.of(examples, pixels[start : start + len(examples)])
         start += len(examples)
     preprocess_seconds = time.monotonic() - started
-
     model = fit(config, train, held)
-    # fitting time summed over every invocation (resumes included), from the run's own state
-    train_seconds = _read_state(config.out).get("elapsed_seconds", 0.0)
+    timing = {
+        "preprocess_seconds": round(preprocess_seconds, 1),
+        "pixels_from_cache": from_cache,
+        # fitting time summed over every invocation (resumes included), from the run's own state
+        "train_seconds": round(_read_state(config.out).get("elapsed_seconds", 0.0), 1),
+    }
+    state = _read_state(config.out)
+    return finish(config, model, found, splits, held, timing, state.get("epoch", 0), state.get("best_epoch"))
 
+
+def load_sets(config: TrainConfig):
+    """The data, its splits and the validation sets' arrays, as `run` builds them."""
+    found = dataset.discover(config.data, config.labels_csv, split="train")
+    splits = dataset.split_with_shift(found.examples, config.validation_fraction, config.shift_block, config.seed)
+    held = {name: Arrays.of(examples, load_or_preprocess(examples, config.image_size, config.cache_dir))
+            for name, examples in splits.validation_sets().items()}
+    return found, splits, held
+
+
+def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[str, "Arrays"], timing: dict,
+           epochs_run: int, best_epoch: int | None) -> dict:
+    """Threshold, metrics, ONNX export (parity-checked) and its evaluation, run.json."""
+    validation_sets = splits.validation_sets()
     keras_outputs = {name: predict(model, arrays.pixels) for name, arrays in held.items()}
     threshold = metrics.choose_threshold_across(
         [(held[name].labels, outputs[0]) for name, outputs in keras_outputs.items()])
@@ -159,15 +178,13 @@ def run(config: TrainConfig) -> dict:
         "official_val_metrics": official,
         "parity_max_abs_diff": parity,
         "timing": {
-            "preprocess_seconds": round(preprocess_seconds, 1),
-            "pixels_from_cache": from_cache,
-            "train_seconds": round(train_seconds, 1),
-            "total_seconds": round(preprocess_seconds + train_seconds, 1),
+            **timing,
+            "total_seconds": round(timing["preprocess_seconds"] + timing["train_seconds"], 1),
             "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU only",
             "tensorflow": tf.__version__,
         },
-        "epochs_run": _read_state(config.out).get("epoch", 0),
-        "best_epoch": _read_state(config.out).get("best_epoch"),
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
         "created_at": metadata.created_at,
     }
     (config.out / "run.json").write_text(json.dumps(summary, indent=2))

@@ -31,6 +31,7 @@ from service.metrics import ServiceMetrics
 from service.peers import PeerLoad
 from service.input_errors import DeadlineExceededError
 from service.limits import Limits
+from service.memory import MemoryWatermark
 from service.scoring import Scored, attach, check_images, decode_all, pixels_of
 from service.worker_threads import WorkerThreads
 
@@ -47,6 +48,7 @@ class DirectRunner:
                  peers: PeerLoad | None = None, limits: Limits = Limits(), deadline_s: float | None = None):
         self.classifier, self.metrics, self.peers = classifier, metrics, peers
         self.limits, self.deadline_s = limits, deadline_s
+        self._memory = MemoryWatermark()
         self._workers = WorkerThreads(threads, "cxr-score")
         self._helper = WorkerThreads(1, "cxr-help") if peers is not None else None
         self._in_flight = 0  # requests in this process between arrival and answer
@@ -96,6 +98,12 @@ class DirectRunner:
         return await threads.run(self._decode_and_predict, files)
 
     def _decode_and_predict(self, files: list[bytes]) -> list[Scored | ApiError]:
+        try:
+            return self._decode_and_predict_now(files)
+        finally:
+            self._memory.after_request()
+
+    def _decode_and_predict_now(self, files: list[bytes]) -> list[Scored | ApiError]:
         decoded = decode_all(files, self.classifier.input_size, self.limits)
         pixels = pixels_of(decoded)
         if pixels is None:

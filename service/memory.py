@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import logging
 
 log = logging.getLogger(__name__)
@@ -39,3 +40,39 @@ def keep_freed_memory() -> bool:
     if not ok:
         log.warning("mallopt refused a setting; allocator left at its defaults where it did")
     return ok
+
+
+RELEASE_ABOVE_BYTES = 512 * 1024 * 1024  # resident growth that is handed back to the kernel
+
+
+class MemoryWatermark:
+    """Keeps the settings above from turning one huge request into a permanently fat worker:
+    after a request, when resident memory has grown more than RELEASE_ABOVE_BYTES past what it
+    was at start-up, free memory is handed back (malloc_trim). Reading RSS costs microseconds."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("c")
+        try:
+            self._trim = ctypes.CDLL(name).malloc_trim
+        except (OSError, AttributeError, TypeError):
+            self._trim = None
+        self.baseline = resident_bytes()
+
+    def after_request(self) -> bool:
+        """True when memory was handed back."""
+        if self._trim is None or resident_bytes() - self.baseline < RELEASE_ABOVE_BYTES:
+            return False
+        self._trim(0)
+        return True
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
