@@ -170,9 +170,12 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
             "early_stopping": f"the worst validation ROC AUC across the validation sets, patience {config['patience']}",
             "epochs_run": run["epochs_run"], "best_epoch": run["best_epoch"], "max_epochs": config["epochs"],
             **run["timing"],
+            "members": [{"run": m["run"], "label_smoothing": m["config"].get("label_smoothing", 0),
+                         "best_epoch": m["best_epoch"], "augment": m["config"]["augment"]}
+                        for m in run.get("members", [])],
         },
         "threshold": {"value": metadata.threshold, "rule": run["threshold_rule"],
-                      "per_set": run.get("per_set_thresholds", {})},
+                      "per_set": run.get("per_set_thresholds", {}), "type": run.get("type_recalibration")},
         "metrics": {
             "sets": run["onnx_metrics"],
             "validation_by_source": by_source,
@@ -440,6 +443,9 @@ def render_markdown(card: dict) -> str:
         f"- Augmentation (training only): {json.dumps(training['augmentation'])}.",
         f"- Checkpoint: {training['early_stopping']}: {training['epochs_run']} epochs run "
         f"(of at most {training['max_epochs']}), best weights from epoch {training['best_epoch']} restored.",
+        *([f"- Ensemble of {len(training['members'])} runs on the same splits, their logit maps averaged per head: "
+           + "; ".join(f"`{m['run']}` (label smoothing {m['label_smoothing']}, best epoch {m['best_epoch']})"
+                       for m in training["members"]) + "."] if training.get("members") else []),
         f"- Time: {training['total_seconds'] / 60:.1f} minutes in all (preprocessing "
         f"{training['preprocess_seconds']:.0f} s{' from the cache' if training.get('pixels_from_cache') else ''}) "
         f"on {training['hardware']}, TensorFlow {training['tensorflow']}.",
@@ -458,6 +464,10 @@ def render_markdown(card: dict) -> str:
         "",
         *_type_rows(sets),
         "",
+        *([f"Type cut: {card['threshold']['type']['rule']} The cut was {card['threshold']['type']['cut']:.4f} "
+           f"on {card['threshold']['type']['cases']} cases; it was chosen on these same sets, so the type "
+           "accuracies above are optimistic (the ROC AUCs are not affected).", ""]
+          if card["threshold"].get("type") else []),
         "The official 624-image test split is held out and scored by the maintainers; it is known to "
         "be harder than any split of the training data (see limits).",
         "",

@@ -120,6 +120,7 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
            epochs_run: int, best_epoch: int | None) -> dict:
     """Threshold, metrics, ONNX export (parity-checked) and its evaluation, run.json."""
     validation_sets = splits.validation_sets()
+    type_cut = recalibrate_type_head(model, held)
     keras_outputs = {name: predict(model, arrays.pixels) for name, arrays in held.items()}
     threshold = metrics.choose_threshold_across(
         [(held[name].labels, outputs[0]) for name, outputs in keras_outputs.items()])
@@ -173,6 +174,7 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
         "threshold": threshold,
         "threshold_rule": metrics.THRESHOLD_RULE_ACROSS,
         "per_set_thresholds": per_set_thresholds,
+        "type_recalibration": type_cut,
         "validation_metrics": val_metrics,
         "onnx_metrics": onnx_metrics,
         "official_val_metrics": official,
@@ -190,6 +192,46 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
     (config.out / "run.json").write_text(json.dumps(summary, indent=2))
     log.info("run written to %s", config.out)
     return summary
+
+
+TYPE_RULE = (
+    "Youden's J on the typed pneumonia cases of all validation sets pooled; the viral head's bias is "
+    "moved by the cut's logit, so that 0.5 is that cut (the class-weighted head leaned to bacterial)."
+)
+
+
+def recalibrate_type_head(model: keras.Model, held: dict[str, Arrays]) -> dict | None:
+    """Moves the viral head's bias so that P(viral) = 0.5 falls on the TYPE_RULE cut; returns
+    the cut, or None for a model without the type head or without typed validation cases."""
+    heads = [layer for layer in _all_layers(model) if layer.name == "viral_map" and getattr(layer, "bias", None) is not None]
+    if not heads:
+        return None
+    viral, probabilities = [], []
+    for arrays in held.values():
+        typed = arrays.typed & (arrays.labels == 1)
+        if typed.any():
+            viral.append(arrays.viral[typed])
+            probabilities.append(predict(model, arrays.pixels[typed])[1])
+    if not viral or len(np.unique(np.concatenate(viral))) < 2:
+        return None
+    labels, scores = np.concatenate(viral), np.concatenate(probabilities)
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, cuts = roc_curve(labels, scores)
+    cut = float(np.clip(cuts[int(np.argmax(tpr - fpr))], 1e-4, 1 - 1e-4))
+    shift = float(np.log(cut / (1 - cut)))
+    for head in heads:  # every member of an ensemble: their mean logit moves by the same amount
+        head.bias.assign(head.bias.numpy() - shift)
+    log.info("type head recalibrated: P(viral) cut %.4f (logit %+.3f) moved to 0.5", cut, shift)
+    return {"cut": cut, "logit_shift": shift, "rule": TYPE_RULE, "cases": int(len(labels))}
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
 
 
 def fit(config: TrainConfig, train: Arrays, held: dict[str, Arrays]) -> keras.Model:

@@ -203,3 +203,23 @@ def test_cross_validation_interrupted_and_resumed_gives_the_same_table(subset_cl
                   for k in (1, 2)]
     assert not validation[0] & validation[1] and len(validation[0] | validation[1]) == 48
     assert "| mean +- std |" in (tmp_path / "whole" / "cv.md").read_text()
+
+
+def test_ensemble_of_runs_is_one_model_with_the_same_outputs(trained_run, subset_class_folders, tmp_path):
+    other = tmp_path / "other"
+    _train(subset_class_folders, other, "--epochs", "1", "--seed", "42", "--label-smoothing", "0.1")
+    out = tmp_path / "ensemble"
+    assert main(["ensemble", "--runs", str(trained_run), str(other), "--out", str(out)]) == 0
+    run, single = (json.loads((path / "run.json").read_text()) for path in (out, trained_run))
+    assert run["model"]["gflops_per_image"] == pytest.approx(2 * single["model"]["gflops_per_image"], rel=1e-6)
+    assert all(v < 1e-4 for v in run["parity_max_abs_diff"].values()) and len(run["members"]) == 2
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == list(EXPORT_OUTPUTS)
+    probability, _, cam, features = session.run(None, {INPUT_NAME: np.random.rand(3, SIZE, SIZE, 1).astype(np.float32)})
+    p = probability[:, 0].astype(np.float64)
+    assert np.allclose(cam.mean(axis=(1, 2)), np.log(p / (1 - p)), atol=1e-4)  # still a GAP head
+    assert features.shape[1] == 2 * 16  # both members' features
+    with pytest.raises(ValueError, match="same splits"):
+        third = tmp_path / "third"
+        _train(subset_class_folders, third, "--epochs", "1", "--seed", "7")
+        main(["ensemble", "--runs", str(trained_run), str(third), "--out", str(tmp_path / "bad")])
