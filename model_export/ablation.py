@@ -12,7 +12,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 from cxr_common.model_metadata import RUN_MODEL_FILE, ModelMetadata

@@ -3,6 +3,7 @@
 Calibrated on training images (never validation), QDQ format with per-channel weights, so
 onnxruntime runs the convolutions in int8 (VNNI where the CPU has it). The quantized model keeps
 the float model's threshold and metadata; its own validation metrics replace the float ones.
+The first convolution is left in float (see `quantize`).
 
 Weights are quantized to 7 bits (`reduce_range`, values in [-64, 63]). Why: without VNNI
 (AVX2, AVX-512 without VNNI) onnxruntime's U8S8 kernels multiply with VPMADDUBSW, which adds
@@ -64,12 +65,17 @@ def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
         prepared = Path(scratch) / "prepared.onnx"
         # ONNX shape inference + graph optimisation (shapes are static but for the batch)
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        first_conv = next(n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv")
         quantize_static(
             str(prepared), str(out), PixelsReader(calibration_pixels),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             reduce_range=True,  # 7-bit weights: see the module docstring
+            # the first convolution stays in float: one input channel at full resolution, about 2%
+            # of the FLOPs, and the layer int8 hurts most (validation accuracy -0.62 -> -0.47 points,
+            # max |dp| 0.090 -> 0.084 on the random split; shift_high -0.37 -> 0.00)
+            nodes_to_exclude=[first_conv],
         )
     quantized = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     int8_metrics = metrics.classification_metrics(
@@ -77,8 +83,8 @@ def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
     props = metadata.to_props() | {
         "model_name": f"{metadata.model_name}-int8",
         "validation_metrics": json.dumps(int8_metrics),
-        "quantization": f"static int8 (QDQ, per-channel 7-bit weights, MinMax) calibrated on "
-                        f"{len(calibration_pixels)} training images",
+        "quantization": f"static int8 (QDQ, per-channel 7-bit weights, MinMax, first convolution in float) "
+                        f"calibrated on {len(calibration_pixels)} training images",
         "float_model_validation_metrics": json.dumps(float_metrics),
     }
     model = onnx.load(str(out))
