@@ -1,8 +1,8 @@
 """Preprocess a list of images once and keep the uint8 pixels on disk.
 
 Decoding 5216 JPEGs takes minutes on two cores; the cache file is keyed by the file list
-(names, labels, sizes), the preprocessing version and the input size, so a second run, or a
-resumed one, loads one array instead.
+(names, labels, sizes, and their order), the preprocessing version and the input size, so a
+second run, or a resumed one, loads one array instead.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" 
 
 
 def cache_key(examples: list[Example], size: int) -> str:
-    text = f"{fingerprint(examples)}|preprocessing={PREPROCESSING_VERSION}|size={size}"
+    # the order counts: the array comes back in the order it was stored, and the same images in
+    # another order (a CV fold list against a train + validation list) must not share a file
+    order = hashlib.sha256("\n".join(e.path.name for e in examples).encode()).hexdigest()
+    text = f"{fingerprint(examples)}|order={order}|preprocessing={PREPROCESSING_VERSION}|size={size}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

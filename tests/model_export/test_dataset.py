@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from model_export.dataset import (
@@ -65,3 +66,13 @@ def test_full_training_split_keeps_patients_apart(shared_data):
     assert split_by_patient(examples, 0.2, seed=7)[1] == validation
     assert split_by_patient(examples, 0.2, seed=8)[1] != validation
     assert fingerprint(train) != fingerprint(validation)
+
+
+def test_the_pixel_cache_keeps_each_order_apart(shared_data, tmp_path):
+    from model_export.cache import load_or_preprocess
+    from model_export.dataset import discover
+
+    examples = discover(shared_data / "val").examples
+    forward = load_or_preprocess(examples, 64, tmp_path)
+    backward = load_or_preprocess(examples[::-1], 64, tmp_path)  # same images, other order
+    assert np.array_equal(backward, forward[::-1])

@@ -66,3 +66,24 @@ def test_model_route_reports_the_checks(client):
     assert body["input_check"]["mode"] == "refuse"
     assert body["input_check"]["image_check"]["threshold"] > 0
     assert "features" in body["outputs"] and "viral_probability" in body["outputs"]
+
+
+def test_a_model_with_only_the_old_single_output_still_serves(bundled_model, tmp_path, val_images):
+    from service.app import create_app
+    from service.config import Settings
+    from fastapi.testclient import TestClient
+
+    model = onnx.load(str(bundled_model))
+    keep = model.graph.output[0]
+    del model.graph.output[:]
+    model.graph.output.extend([keep])  # pneumonia_probability alone, as v1 models have
+    kept = [p for p in model.metadata_props if p.key not in (METADATA_KEY, "image_check", "outputs")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    old = tmp_path / "single-output.onnx"
+    onnx.save(model, str(old))
+    with TestClient(create_app(Settings(model_path=old))) as client:
+        body = client.post("/predict", content=val_images[-1].read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
+        assert body["label"] == "pneumonia" and body["pneumonia_type"] is None and body["warning"] is None
+        info = client.get("/model").json()
+        assert info["outputs"] == ["pneumonia_probability"] and info["input_check"]["image_check"] is None
