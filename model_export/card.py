@@ -402,8 +402,12 @@ def _cv_section(cv: dict | None) -> list[str]:
     if not cv:
         return ["## Cross-validation", "Not run for this model: `python -m model_export cv --data DIR --folds 5 "
                 "--out runs/NAME` (resumable per fold and epoch), then `publish --cv runs/NAME`.", ""]
+    epochs = sorted({fold["epochs_run"] for fold in cv["per_fold"]})
     return ["## Cross-validation", f"{cv['folds']}-fold, grouped by patient, stratified by normal/bacterial/viral "
-            f"(seed {cv['seed']}), each fold at its own Youden threshold:", "", render_table(cv).strip(), ""]
+            f"(seed {cv['seed']}), on all {cv['data']}; each fold trained for {', '.join(map(str, epochs))} "
+            "epochs and scored at its own Youden threshold. A short budget when the epochs are few: it shows "
+            "the spread between folds, not the accuracy of the shipped model's recipe.", "",
+            render_table(cv).strip(), ""]
 
 
 def render_markdown(card: dict) -> str:
