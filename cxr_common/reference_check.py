@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from cxr_common.preprocessing import to_model_input
+
 METADATA_KEY = "reference_check"
 CHECKED_OUTPUTS = ("pneumonia_probability", "viral_probability")
 
@@ -65,6 +67,12 @@ class ReferenceCheck:
             difference = np.abs(got - np.asarray(expected, dtype=np.float64))
             largest = max(largest, float(np.max(difference)) if np.all(np.isfinite(got)) else float("inf"))
         return largest
+
+    def largest_difference_on(self, session) -> float:
+        """Runs the reference inputs through an onnxruntime session and compares."""
+        names = [o.name for o in session.get_outputs() if o.name in self.outputs]
+        found = session.run(names, {session.get_inputs()[0].name: to_model_input(self.inputs())})
+        return self.largest_difference(dict(zip(names, found)))
 
     def to_json(self) -> str:
         return json.dumps({"images": [_png(image) for image in self.images], "outputs": self.outputs,

@@ -148,8 +148,8 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
 
     int8 = None
     if int8_file:
-        int8 = _quantized(out_dir / model_file, out_dir / int8_file, splits.train, held, metadata.threshold,
-                          config["seed"], size, speed_seconds)
+        int8 = _quantized(out_dir / model_file, out_dir / int8_file, splits.train, train_pixels, held,
+                          metadata.threshold, config["seed"], size, speed_seconds)
     card = {
         "model": {
             "name": metadata.model_name, "version": metadata.model_version, "file": model_file,
@@ -240,8 +240,8 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
     return result
 
 
-def _quantized(float_path: Path, int8_path: Path, train, held: dict, threshold: float,
-               seed: int, size: int, speed_seconds: float) -> dict:
+def _quantized(float_path: Path, int8_path: Path, train, train_pixels: np.ndarray, held: dict,
+               threshold: float, seed: int, size: int, speed_seconds: float) -> dict:
     """Quantize on training images; its own image check and the float model's reference outputs;
     compared with the float model on every validation set and in speed."""
     chosen = np.random.default_rng(seed).choice(len(train), size=min(CALIBRATION_IMAGES, len(train)), replace=False)
@@ -252,7 +252,7 @@ def _quantized(float_path: Path, int8_path: Path, train, held: dict, threshold: 
         validation.labels, predict_onnx(float_session, validation.pixels).pneumonia, threshold)
     quantize(float_path, int8_path, calibration, validation.pixels, validation.labels, float_metrics)
     int8_session = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
-    image_check, _ = checks.fit_image_check(int8_session, load_or_preprocess(train, size))
+    image_check, _ = checks.fit_image_check(int8_session, train_pixels)
     float_reference = ReferenceCheck.from_json(
         float_session.get_modelmeta().custom_metadata_map[reference_check.METADATA_KEY])
     reference = replace(float_reference, tolerance=checks.INT8_TOLERANCE)

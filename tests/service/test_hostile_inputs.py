@@ -190,10 +190,9 @@ def test_palette_colour_is_applied():
     image, _, _ = read_dicom(data, policy=DicomPolicy(check=False))
     dataset = pydicom.dcmread(dicom_sample("OBXXXX1A.dcm"))
     from pydicom.pixels import apply_color_lut
-    expected = np.asarray(Image.fromarray(apply_color_lut(dataset.pixel_array, dataset).astype(np.uint8) if
-                                          apply_color_lut(dataset.pixel_array, dataset).dtype == np.uint8 else
-                                          (apply_color_lut(dataset.pixel_array, dataset) >> 8).astype(np.uint8),
-                                          "RGB").convert("L"))
+    rgb = apply_color_lut(dataset.pixel_array, dataset)
+    rgb = rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)
+    expected = np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
     assert np.array_equal(np.asarray(image), expected)
     assert not np.array_equal(np.asarray(image), dataset.pixel_array.astype(np.uint8))  # not the indices
 
