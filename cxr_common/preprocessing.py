@@ -77,8 +77,9 @@ def _to_grayscale_8bit(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """A decoded (or lazily opened) image -> (size, size) uint8 grayscale, squashed, not cropped."""
+def oriented_grayscale(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """A decoded (or lazily opened) image -> 8-bit grayscale, upright (EXIF), at its own aspect:
+    the image as the model sees it before squashing (and what a heatmap is drawn over)."""
     try:
         if image.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale when the result is still >= size on both sides:
@@ -86,10 +87,20 @@ def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
             image.draft("L", (size, size))
         image = ImageOps.exif_transpose(image)
         gray = _to_grayscale_8bit(image)
-        resized = gray.resize((size, size), RESAMPLE)
-        return np.asarray(resized, dtype=np.uint8)
+        gray.load()
+        return gray
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+
+
+def squash(gray: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """An 'L' image -> (size, size) uint8, squashed, not cropped."""
+    return np.asarray(gray.resize((size, size), RESAMPLE), dtype=np.uint8)
+
+
+def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """A decoded (or lazily opened) image -> (size, size) uint8 grayscale, squashed, not cropped."""
+    return squash(oriented_grayscale(image, size), size)
 
 
 def load_pixels(

@@ -1,4 +1,4 @@
-"""Command line: python -m model_export {train,cv,ensemble,evaluate,ablation,publish} ...  (--help on each)."""
+"""Command line: python -m model_export {train,cv,ensemble,evaluate,ablation,publish,faithfulness} ...  (--help on each)."""
 
 from __future__ import annotations
 
@@ -112,6 +112,13 @@ def _ablation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faithfulness(args: argparse.Namespace) -> int:
+    from model_export.faithfulness import run_faithfulness
+
+    result = run_faithfulness(args.model, args.data, args.card, args.images, args.out)
+    return 0 if result.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", help="sub-folder of --data to score (e.g. val)")
     evaluate.add_argument("--out", type=Path, required=True, help="folder for JSON and PNGs")
     evaluate.set_defaults(handler=_evaluate)
+
+    faithful = commands.add_parser("faithfulness", help="do the heatmaps show what the model used? (deletion check)")
+    faithful.add_argument("--model", type=Path, required=True, help="exported .onnx file with a CAM output")
+    faithful.add_argument("--data", type=Path, required=True, help="ROOT with train/PNEUMONIA")
+    faithful.add_argument("--card", type=Path, default=Path("models/model_card.json"),
+                          help="the model card whose held-out split lists give the images")
+    faithful.add_argument("--images", type=int, default=200)
+    faithful.add_argument("--out", type=Path, help="JSON report")
+    faithful.set_defaults(handler=_faithfulness)
 
     ensemble = commands.add_parser("ensemble", help="several finished runs on the same splits as one model")
     ensemble.add_argument("--runs", type=Path, nargs="+", required=True)

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.classifier import Classifier, ModelLoadError
+from cxr_common.hardware import available_cores
+from service.app import load_classifier
+from service.classifier import ModelLoadError
 from service.config import Settings
+from service.plan import make_plan
 from service.server import configure_process, serve
 
 log = logging.getLogger("service")
@@ -38,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     configure_process(settings)
     try:
         # load before binding the port, so a bad model stops start-up with a clear message
-        classifier = Classifier(settings.model_path, settings.device, settings.onnx_thread_count,
-                                settings.solo_thread_count)
+        classifier = load_classifier(settings)
     except ModelLoadError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    return serve(settings, classifier)
+    plan = make_plan(settings, classifier.provider, available_cores())
+    log.info("serving plan", extra={"plan": plan.__dict__})
+    return serve(settings, plan, classifier)
 
 
 if __name__ == "__main__":

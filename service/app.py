@@ -6,17 +6,18 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
-from service.batching import DirectRunner, DynamicBatcher
-from service.classifier import CUDA, Classifier
+from cxr_common.hardware import available_cores
+from service.classifier import Classifier
 from service.config import Settings
 from service.errors import install_error_handlers
 from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.peers import PeerLoad
-from service.raw_predict import RawPredictMiddleware
+from service.plan import ServingPlan, single_process_plan
 from service.routes import health, metrics, model, predict
+from service.runners import BatchingRunner, DirectRunner, Runner
+from service.scoring_service import ScoringService
 
 log = logging.getLogger(__name__)
 
@@ -30,37 +31,50 @@ Errors always answer `{"error": {"code", "message"}, "request_id"}` with a 4xx s
 """
 
 
+def load_classifier(settings: Settings, plan: ServingPlan | None = None) -> Classifier:
+    """The model with `plan`'s thread counts (without a plan: those of one process on every core)."""
+    threads = settings.intra_op_threads or available_cores()
+    return Classifier(settings.model_path, settings.device, plan.onnx_threads if plan else threads,
+                      plan.solo_threads if plan else threads)
+
+
+def make_runner(classifier: Classifier, settings: Settings, plan: ServingPlan, metrics: ServiceMetrics,
+                peers: PeerLoad | None) -> Runner:
+    if plan.batching:
+        return BatchingRunner(classifier, metrics, plan.decode_threads, settings.limits(),
+                              settings.batch_max_size, settings.batch_max_wait_ms)
+    return DirectRunner(classifier, metrics, plan.decode_threads, settings.limits(), peers)
+
+
 def create_app(settings: Settings | None = None, classifier: Classifier | None = None,
-               peers: PeerLoad | None = None) -> FastAPI:
+               peers: PeerLoad | None = None, plan: ServingPlan | None = None) -> FastAPI:
     """The app for `settings` (default: from CXR_* variables); `classifier` skips loading;
-    `peers`: the load of the other worker processes, when there are several."""
+    `peers`: the load of the other worker processes, when there are several; `plan`: how this
+    process uses the machine (default: resolved here, for one process)."""
     settings = settings or Settings()
     service_metrics = ServiceMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        loaded = classifier or Classifier(
-            settings.model_path, settings.device, settings.onnx_thread_count, settings.solo_thread_count)
+        loaded = classifier or load_classifier(settings, plan)
         loaded.warm_up()
         app.state.classifier = loaded
-        batching = settings.batching if settings.batching is not None else loaded.provider == CUDA
-        threads = settings.decode_thread_count
-        limits, deadline = settings.limits(), settings.request_deadline_s
-        app.state.runner = (
-            DynamicBatcher(loaded, service_metrics, threads, settings.batch_max_size, settings.batch_max_wait_ms,
-                           limits=limits, deadline_s=deadline)
-            if batching else DirectRunner(loaded, service_metrics, threads, peers, limits=limits, deadline_s=deadline)
-        )
-        await app.state.runner.start()
+        resolved = plan or single_process_plan(settings, loaded.provider, available_cores())
+        runner = make_runner(loaded, settings, resolved, service_metrics, peers)
+        app.state.scoring = ScoringService(runner, service_metrics, settings.limits(), settings.request_deadline_s,
+                                           settings.max_queued_images)
+        await runner.start()
         meta = loaded.metadata
         service_metrics.model_info.labels(
             meta.model_name, meta.model_version, loaded.sha256, loaded.provider).set(1)
         app.state.ready = True
+        if getattr(app.state, "on_ready", None):  # a worker tells its supervisor
+            app.state.on_ready()
         log.info("model loaded and warmed up",
                  extra={"provider": loaded.provider, "model_version": meta.model_version})
         yield
         app.state.ready = False
-        await app.state.runner.stop()
+        await runner.stop()
 
     app = FastAPI(title="Chest X-ray pneumonia classifier", version="1.0.0",
                   description=DESCRIPTION, lifespan=lifespan)
@@ -74,10 +88,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.include_router(model.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
-    # added last = outermost: the request id exists before the size limit answers, and both
-    # apply to the raw uploads answered ahead of routing
-    predict_route = next(r for r in predict.router.routes if isinstance(r, APIRoute) and r.path == "/predict")
-    app.add_middleware(RawPredictMiddleware, route=predict_route)
+    # added last = outermost: the request id exists before the size limit answers
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     return app

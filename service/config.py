@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-from cxr_common.hardware import available_cores
 from cxr_common.model_metadata import MODEL_FILE
 from service.dicom import RADIOGRAPH_SOP_CLASSES, DicomPolicy
 from service.image_shape import DEFAULT_MAX_PIXELS
@@ -45,11 +44,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
-    # 0 for these three = chosen for the machine (see the properties below and the README)
+    # 0 for these three = chosen for the machine (see service/plan.py and the README)
     workers: int = Field(0, ge=0, description="server processes, each with its own copy of the model")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per process")
     decode_threads: int = Field(0, ge=0, description="uploads decoded at once per process")
-    # dynamic batching across concurrent requests; unset = on with CUDA, off on the CPU (see batching.py)
+    # dynamic batching across concurrent requests; unset = on with CUDA, off on the CPU (see runners.py)
     batching: bool | None = None
     batch_max_size: int = Field(16, ge=1, description="images per onnxruntime run at most")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for companions")
@@ -62,6 +61,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
     request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before 503")
+    max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before 503")
     input_check: InputCheck = InputCheck.refuse
     dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CR", "DX"])
     # SOP classes taken besides CR and DX image storage (e.g. secondary capture's 1.2.840.10008.5.1.4.1.1.7)
@@ -85,32 +85,6 @@ class Settings(BaseSettings):
             if not self.api_keys_file.is_file():
                 raise ValueError(f"CXR_API_KEYS_FILE '{self.api_keys_file}' does not exist")
         return self
-
-    def worker_count(self, cuda: bool) -> int:
-        # one process per core on the CPU; with CUDA one process, whose batches keep the GPU busy
-        return self.workers or (1 if cuda else available_cores())
-
-    @property
-    def cores_per_worker(self) -> int:
-        # the cores shared out among the worker processes
-        return max(1, available_cores() // max(1, self.workers))
-
-    @property
-    def onnx_thread_count(self) -> int:
-        return self.intra_op_threads or self.cores_per_worker
-
-    @property
-    def solo_thread_count(self) -> int:
-        # a request alone in its process may run the model on every core (unless threads are set)
-        return self.intra_op_threads or available_cores()
-
-    @property
-    def decode_thread_count(self) -> int:
-        if self.decode_threads:
-            return self.decode_threads
-        if self.workers > 1:  # one per core, shared out: each core busy, no GIL contention
-            return self.cores_per_worker
-        return 2 * available_cores()  # one process: while one thread waits for the GIL, another runs
 
     @property
     def max_upload_bytes(self) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
-from cxr_common.preprocessing import image_to_pixels, open_image
+from cxr_common.preprocessing import open_image, oriented_grayscale, squash
 from service.dicom import DicomPolicy, is_dicom, read_dicom
+from service.heatmap import preview
 from service.image_shape import check_shape
 from service.input_errors import (
     EmptyUploadError, ImageDecodeError, NotChestXrayError, UnsupportedImageError,
@@ -29,6 +31,7 @@ class DecodedImage:
     format: str  # jpeg | png | dicom
     width: int  # of the upload, before resizing
     height: int
+    preview: Image.Image | None = None  # the upright grayscale upload, small, when a heatmap is wanted
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -41,26 +44,31 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
-def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPolicy) -> DecodedImage:
+def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPolicy,
+            with_preview: bool) -> DecodedImage:
     if kind == "dicom":
         image, width, height = read_dicom(data, max_pixels, min_side=size, policy=policy)
-        return DecodedImage(image_to_pixels(image, size), kind, width, height)
-    with open_image(data, max_pixels=max_pixels) as opened:
-        width, height = opened.size
-        check_shape(width, height)
-        return DecodedImage(image_to_pixels(opened, size), kind, width, height)
+        gray = oriented_grayscale(image, size)
+    else:
+        with open_image(data, max_pixels=max_pixels) as opened:
+            width, height = opened.size
+            check_shape(width, height)
+            gray = oriented_grayscale(opened, size)
+    return DecodedImage(squash(gray, size), kind, width, height, preview(gray) if with_preview else None)
 
 
-def decode_upload(data: bytes, size: int, max_pixels: int, policy: DicomPolicy = DicomPolicy()) -> DecodedImage:
+def decode_upload(data: bytes, size: int, max_pixels: int, policy: DicomPolicy = DicomPolicy(),
+                  with_preview: bool = False) -> DecodedImage:
     """Raise EmptyUploadError, UnsupportedImageError, NotChestXrayError or an ImageDecodeError
-    (too large, bad shape, unsupported DICOM, corrupt) when the upload cannot be scored."""
+    (too large, bad shape, unsupported DICOM, corrupt) when the upload cannot be scored.
+    `with_preview`: keep a small upright copy of the image to draw its heatmap over."""
     if not data:
         raise EmptyUploadError("the uploaded file is empty")
     kind = sniff_format(data)
     if kind is None:
         raise UnsupportedImageError("the file is not a JPEG, PNG or DICOM image")
     try:
-        return _decode(data, kind, size, max_pixels, policy)
+        return _decode(data, kind, size, max_pixels, policy, with_preview)
     except (ImageDecodeError, NotChestXrayError):
         raise
     except UnsupportedImageError:

@@ -9,10 +9,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.batching import DirectRunner
 from service.classifier import Classifier
 from service.config import Settings
 from service.metrics import ServiceMetrics
+from service.scoring_service import ScoringService
 from service.security import check_api_key
 
 
@@ -20,8 +20,8 @@ async def get_classifier(request: Request) -> Classifier:
     return request.app.state.classifier
 
 
-async def get_runner(request: Request) -> DirectRunner:
-    return request.app.state.runner
+async def get_scoring(request: Request) -> ScoringService:
+    return request.app.state.scoring
 
 
 async def get_settings(request: Request) -> Settings:
@@ -33,7 +33,7 @@ async def get_metrics(request: Request) -> ServiceMetrics:
 
 
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
-RunnerDep = Annotated[DirectRunner, Depends(get_runner)]
+ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 ApiKeyDep = Depends(check_api_key)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.input_errors import (
-    DeadlineExceededError, EmptyUploadError, ImageDecodeError, ImageShapeError, ImageTooLargeError,
+    DeadlineExceededError, EmptyUploadError, OverloadedError, ImageDecodeError, ImageShapeError, ImageTooLargeError,
     NotChestXrayError, UnsupportedDicomError, UnsupportedImageError,
 )
 
@@ -26,8 +26,11 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (UnsupportedDicomError, 422, "unsupported_dicom"),
     (ImageDecodeError, 422, "undecodable_image"),
     (DeadlineExceededError, 503, "deadline_exceeded"),
+    (OverloadedError, 503, "overloaded"),
 )
-DEADLINE_RETRY_AFTER_S = "5"
+# Retry-After for the 503s: a full queue drains in well under a second; a request that ran past
+# the deadline met heavy work that a retry at once would meet again
+RETRY_AFTER_S = {"overloaded": "1", "deadline_exceeded": "5"}
 
 
 class ApiError(Exception):
@@ -46,7 +49,7 @@ def api_error_for(exc: BaseException) -> "ApiError":
         return exc
     for kind, status, code in ERROR_TABLE:
         if isinstance(exc, kind):
-            headers = {"Retry-After": DEADLINE_RETRY_AFTER_S} if status == 503 else None
+            headers = {"Retry-After": RETRY_AFTER_S[code]} if code in RETRY_AFTER_S else None
             error = ApiError(status, code, str(exc), headers)
             error.reason = getattr(exc, "reason", None)
             return error

@@ -11,7 +11,7 @@ from __future__ import annotations
 from cxr_common.preprocessing import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
-    "DeadlineExceededError", "EmptyUploadError", "ImageDecodeError", "ImageShapeError",
+    "ClientGoneError", "DeadlineExceededError", "OverloadedError", "EmptyUploadError", "ImageDecodeError", "ImageShapeError",
     "ImageTooLargeError", "NotChestXrayError", "UnsupportedDicomError", "UnsupportedImageError",
 ]
 
@@ -38,3 +38,11 @@ class NotChestXrayError(ValueError):
 
 class DeadlineExceededError(TimeoutError):
     """Decoding and scoring ran past the per-request deadline; the answer does not wait for it."""
+
+
+class OverloadedError(RuntimeError):
+    """This worker already has as much scoring work as it takes (admission control)."""
+
+
+class ClientGoneError(ConnectionError):
+    """The client disconnected before its answer: nobody is left to answer."""

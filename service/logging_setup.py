@@ -9,7 +9,7 @@ import sys
 from datetime import datetime, timezone
 
 CONTEXT_FIELDS = ("request_id", "method", "route", "status", "latency_ms", "error_code",
-                  "provider", "model_version")
+                  "provider", "model_version", "plan")
 
 
 class JsonFormatter(logging.Formatter):

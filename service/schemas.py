@@ -36,6 +36,19 @@ class InputInfo(BaseModel):
     height: int = Field(..., examples=[1317])
 
 
+class HeatmapOut(BaseModel):
+    """Where the model found evidence for pneumonia (see service/heatmap.py)."""
+
+    values: list[list[float]] = Field(
+        ..., description="the pneumonia map at the network's resolution, in 0..1 (1: the strongest "
+        "evidence in this image; 0: none), row 0 at the top, covering the whole upload as it was sent "
+        "(after EXIF orientation and MONOCHROME1 inversion, before squashing)")
+    png: str = Field(..., description="base64 PNG: the map in colour over the grayscale X-ray, "
+                     "at most 512 px on its longest side")
+    xray_png: str = Field(..., description="base64 PNG: the X-ray alone as the service read it, "
+                          "the same size as `png` (to fade or hide the map)")
+
+
 class PredictResponse(BaseModel):
     label: Literal["normal", "pneumonia"] = Field(..., description="by the model's threshold")
     probabilities: Probabilities
@@ -46,6 +59,7 @@ class PredictResponse(BaseModel):
         None, description="for models with the type head: bacterial vs viral, given pneumonia")
     warning: str | None = Field(
         None, description="CXR_INPUT_CHECK=flag only: why this may not be a frontal chest X-ray")
+    heatmap: HeatmapOut | None = Field(None, description="with ?heatmap=true only")
     request_id: str
     elapsed_ms: float
 

@@ -1,6 +1,6 @@
 """What a runner does with uploads, apart from how it reaches the model: decode each one,
 then pair the decoded images with their predictions (an error stays in its place, so a batch
-fails per file, always)."""
+fails per file, always), then draw the heatmaps asked for."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 from service.classifier import Classifier, Prediction
 from service.decoding import DecodedImage, decode_upload
 from service.errors import ApiError, api_error_for
+from service.heatmap import Heatmap, make_heatmap
 from service.input_errors import NotChestXrayError
 from service.limits import Limits
 
@@ -23,12 +24,13 @@ class Scored:
     decoded: DecodedImage
     prediction: Prediction
     warning: str | None = None  # CXR_INPUT_CHECK=flag: why the image may not be a chest X-ray
+    heatmap: Heatmap | None = None  # ?heatmap=true
 
 
-def decode_one(data: bytes, size: int, limits: Limits) -> DecodedImage | ApiError:
+def decode_one(data: bytes, size: int, limits: Limits, with_preview: bool = False) -> DecodedImage | ApiError:
     """The decoded file, or the ApiError that says why it cannot be; never raises."""
     try:
-        return decode_upload(data, size, limits.max_pixels, limits.dicom)
+        return decode_upload(data, size, limits.max_pixels, limits.dicom, with_preview)
     except Exception as exc:  # noqa: BLE001 - each file's failure stays with that file
         error = api_error_for(exc)
         if error.status >= 500:
@@ -36,8 +38,9 @@ def decode_one(data: bytes, size: int, limits: Limits) -> DecodedImage | ApiErro
         return error
 
 
-def decode_all(files: list[bytes], size: int, limits: Limits) -> list[DecodedImage | ApiError]:
-    return [decode_one(data, size, limits) for data in files]
+def decode_all(files: list[bytes], size: int, limits: Limits,
+               with_preview: bool = False) -> list[DecodedImage | ApiError]:
+    return [decode_one(data, size, limits, with_preview) for data in files]
 
 
 def pixels_of(decoded: list[DecodedImage | ApiError]) -> np.ndarray | None:
@@ -50,6 +53,15 @@ def attach(decoded: list[DecodedImage | ApiError], predictions: list[Prediction]
     """`predictions` are for the decoded images, in order."""
     remaining = iter(predictions)
     return [d if isinstance(d, ApiError) else Scored(d, next(remaining)) for d in decoded]
+
+
+def with_heatmaps(results: list[Scored | ApiError]) -> list[Scored | ApiError]:
+    """Each scored image with its heatmap (it was decoded with a preview and scored with its CAM)."""
+    return [
+        replace(r, heatmap=make_heatmap(r.prediction.cam, r.decoded.preview))
+        if isinstance(r, Scored) and r.prediction.cam is not None and r.decoded.preview is not None else r
+        for r in results
+    ]
 
 
 def check_images(results: list[Scored | ApiError], classifier: Classifier, mode: str) -> list[Scored | ApiError]:

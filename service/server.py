@@ -10,13 +10,14 @@ in per-process files that /metrics adds up (prometheus-client's multiprocess mod
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -26,19 +27,15 @@ from fastapi import FastAPI
 
 from cxr_common.hardware import SPAWN
 from service.app import create_app
-from service.classifier import CUDA, Classifier
+from service.classifier import Classifier
 from service.config import Settings
 from service.logging_setup import configure_logging
 from service.memory import keep_freed_memory
 from service.metrics import MULTIPROCESS_DIR
 from service.peers import PeerLoad, shared_counts
+from service.plan import ServingPlan
 
 log = logging.getLogger("service")
-
-# The event loop shares the GIL with the decoding threads. CPython's default 5 ms switch interval
-# lets a thread in pure Python (pydicom parsing a header, say) keep the loop and the other threads
-# waiting while cores sit idle; measured at concurrency 16 on 2 cores, 1 ms served 5-10% more.
-SWITCH_INTERVAL_S = 0.001
 
 # Every thread of a serving process runs under SCHED_BATCH (Linux): a thread that wakes up, such
 # as the event loop when a segment of an upload arrives or a job finishes, then waits for the next
@@ -49,14 +46,19 @@ SWITCH_INTERVAL_S = 0.001
 # No privilege is needed: SCHED_BATCH is a normal-priority policy, unlike the real-time ones.
 SCHEDULING_POLICY = getattr(os, "SCHED_BATCH", None)
 
-CRASH_LOOP_S = 10.0  # a worker that dies sooner than this after starting is not restarted
+# A worker that dies is replaced after a pause that doubles with each death in a row (1, 2, 4 ...
+# 30 s), and the run of deaths is forgotten once a worker has served for STABLE_S. The service
+# gives up only when START_FAILURES workers in a row die before they ever became ready: a model
+# or a configuration that cannot serve, not a worker killed in passing (OOM killer, kill -9).
+FIRST_BACKOFF_S, MAX_BACKOFF_S, STABLE_S = 1.0, 30.0, 60.0
+START_FAILURES = 3
+PR_SET_PDEATHSIG = 1  # prctl(2), Linux
 
 
 def configure_process(settings: Settings) -> None:
-    """What every serving process sets first: logs, allocator, GIL switch interval, scheduling."""
+    """What every serving process sets first: logs, allocator, scheduling."""
     configure_logging(settings.log_level)
     keep_freed_memory()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     if SCHEDULING_POLICY is not None:  # before any thread starts: threads inherit the policy
         try:
             os.sched_setscheduler(0, SCHEDULING_POLICY, os.sched_param(0))
@@ -64,20 +66,20 @@ def configure_process(settings: Settings) -> None:
             log.warning("cannot set the SCHED_BATCH policy (%s); keeping the default", exc)
 
 
-def serve(settings: Settings, classifier: Classifier) -> int:
+def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. `classifier` is already loaded (a bad
-    model stopped start-up before the port was bound): the app uses it in this process, while
-    several workers each load their own copy."""
-    settings = settings.model_copy(update={"workers": settings.worker_count(classifier.provider == CUDA)})
-    if settings.workers == 1:
-        _server(settings, create_app(settings, classifier)).run()
+    model stopped start-up before the port was bound), with the thread counts of one process: the
+    app uses it when the plan has one worker; several workers each load their own copy (an
+    onnxruntime session cannot cross processes), so this one is released first."""
+    if plan.workers == 1:
+        _server(settings, create_app(settings, classifier, plan=plan)).run()
         return 0
     del classifier
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers are new interpreters: they find the directory in the environment
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="cxr-metrics-")
     try:
-        return _supervise(settings)
+        return _supervise(settings, plan)
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
@@ -89,71 +91,139 @@ def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
         timeout_graceful_shutdown=settings.graceful_shutdown_s))
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _socket(host: str, reuse_port: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = _socket(host, reuse_port=True)
     sock.bind((host, port))
     sock.listen(2048)
     return sock
 
 
-def _worker(settings: Settings, load_counts, slot: int) -> None:
+def claim_port(host: str, port: int) -> socket.socket:
+    """A socket that holds the port for this instance while it lives. Binding first without
+    SO_REUSEPORT fails if anything serves the port, our own workers of an earlier instance
+    included; the socket kept is bound with SO_REUSEPORT, so that the workers can join it, and
+    never listens, so it takes no connections. Raises OSError when the port is taken."""
+    with _socket(host, reuse_port=False) as probe:
+        probe.bind((host, port))
+    holder = _socket(host, reuse_port=True)
+    holder.bind((host, port))
+    return holder
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: this process gets SIGTERM (uvicorn's graceful shutdown) when its supervisor dies,
+    even by SIGKILL, instead of serving on as an orphan."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("cannot ask to die with the supervisor (prctl errno %d)", ctypes.get_errno())
+    if os.getppid() != parent:  # it died before the call: nobody would send the signal
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(settings: Settings, plan: ServingPlan, load_counts, ready_flags, slot: int, parent: int) -> None:
     """One worker process: its own socket on the shared port, its own app and model; its slot
-    in `load_counts` tells the others how busy it is."""
+    in `load_counts` tells the others how busy it is, in `ready_flags` that it has started."""
+    _die_with_parent(parent)
     configure_process(settings)
     try:
         sock = _listening_socket(settings.host, settings.port)
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
-        sys.exit(1)
-    _server(settings, create_app(settings, peers=PeerLoad(load_counts, slot))).run(sockets=[sock])
+        raise SystemExit(1) from None
+    app = create_app(settings, peers=PeerLoad(load_counts, slot), plan=plan)
+    app.state.on_ready = lambda: ready_flags.__setitem__(slot, 1)
+    _server(settings, app).run(sockets=[sock])
 
 
-def _supervise(settings: Settings) -> int:
-    """Start the workers, restart one that dies, and on SIGTERM/SIGINT pass SIGTERM on to each
-    (uvicorn's graceful shutdown) and wait for them."""
+class _Slot:
+    """One worker's place: its process, when it started, its run of deaths."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.process: multiprocessing.Process | None = None
+        self.started_at = 0.0
+        self.deaths_in_a_row = 0
+        self.restart_at: float | None = None
+
+
+def _supervise(settings: Settings, plan: ServingPlan) -> int:
+    """Start the workers and replace one that dies (with backoff); on SIGTERM/SIGINT pass
+    SIGTERM on to each (uvicorn's graceful shutdown) and wait for them."""
+    try:
+        holder = claim_port(settings.host, settings.port)
+    except OSError as exc:
+        log.error("cannot start: %s:%s is already served or taken (%s)", settings.host, settings.port, exc)
+        return 1
     stopping = False
-    load_counts = shared_counts(settings.workers)
+    load_counts = shared_counts(plan.workers)
+    ready_flags = shared_counts(plan.workers)
+    slots = [_Slot(i) for i in range(plan.workers)]
+    failures_before_ready = 0
 
-    def start(slot: int) -> multiprocessing.Process:
-        process = SPAWN.Process(target=_worker, args=(settings, load_counts, slot), name="cxr-worker")
-        process.start()
-        process.started_at = time.monotonic()
-        return process
+    def start(slot: _Slot) -> None:
+        ready_flags[slot.index] = 0
+        slot.process = SPAWN.Process(target=_worker, name="cxr-worker",
+                                     args=(settings, plan, load_counts, ready_flags, slot.index, os.getpid()))
+        slot.process.start()
+        slot.started_at, slot.restart_at = time.monotonic(), None
 
     def stop(signum, frame) -> None:
         nonlocal stopping
         stopping = True
-        for process in workers:
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+        for slot in slots:
+            if slot.process is not None and slot.process.is_alive():
+                os.kill(slot.process.pid, signal.SIGTERM)
 
-    workers: list[multiprocessing.Process] = []
     signal.signal(signal.SIGTERM, stop)  # before the first start: no worker is ever left behind
     signal.signal(signal.SIGINT, stop)
-    for slot in range(settings.workers):
+    for slot in slots:
         if not stopping:
-            workers.append(start(slot))
+            start(slot)
     if stopping:  # the signal came while they were starting: make sure each one heard it
         stop(None, None)
-    log.info("started %d worker processes", len(workers))
+    log.info("started %d worker processes", plan.workers)
     status = 0
     while not stopping:
-        wait([process.sentinel for process in workers], timeout=1.0)
-        for i, process in enumerate(workers):
-            if process.is_alive() or stopping:
+        alive = [s.process.sentinel for s in slots if s.process is not None and s.process.is_alive()]
+        wait(alive, timeout=0.5)
+        now = time.monotonic()
+        for slot in slots:
+            if stopping:
+                break
+            if slot.process is None:  # waiting out its backoff
+                if slot.restart_at is not None and now >= slot.restart_at:
+                    start(slot)
                 continue
-            if time.monotonic() - process.started_at < CRASH_LOOP_S:
-                log.error("a worker process exited with status %s during start-up; stopping", process.exitcode)
+            if slot.process.is_alive():
+                if now - slot.started_at > STABLE_S:
+                    slot.deaths_in_a_row = 0
+                continue
+            was_ready = bool(ready_flags[slot.index])
+            failures_before_ready = 0 if was_ready else failures_before_ready + 1
+            if failures_before_ready >= START_FAILURES:
+                log.error("%d worker processes in a row exited before they were ready (the last with "
+                          "status %s); stopping", failures_before_ready, slot.process.exitcode)
                 status = 1
                 stop(None, None)
                 break
-            log.warning("a worker process exited with status %s; starting another", process.exitcode)
-            workers[i] = start(i)
+            pause = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** slot.deaths_in_a_row)
+            slot.deaths_in_a_row += 1
+            log.warning("a worker process exited with status %s; starting another in %g s",
+                        slot.process.exitcode, pause)
+            slot.process, slot.restart_at = None, now + pause
     deadline = time.monotonic() + settings.graceful_shutdown_s + 5
-    for process in workers:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            process.kill()
+    for slot in slots:
+        if slot.process is not None:
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.kill()
+    holder.close()
     return status

@@ -18,7 +18,9 @@ async def live():
 
 @router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
 async def ready(request: Request):
-    """200 once the model is loaded and a warm-up inference ran; 503 otherwise."""
-    if getattr(request.app.state, "ready", False):
+    """200 once the model is loaded and a warm-up inference ran and while this worker takes
+    more work; 503 before, during shutdown, and while its scoring queue is full."""
+    state = request.app.state
+    if getattr(state, "ready", False) and not state.scoring.full:
         return Health(status="ready")
     return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)

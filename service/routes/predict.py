@@ -1,22 +1,23 @@
-"""POST /predict and /predict/batch."""
+"""POST /predict and /predict/batch: one entry each, for raw bodies and multipart uploads."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
+from starlette.responses import Response
 
-from service.batching import DirectRunner
 from service.classifier import Classifier
-from service.deps import ApiKeyDep, RunnerDep, SettingsDep
-from service.errors import ApiError, api_error_for
-from service.input_errors import DeadlineExceededError
+from service.deps import ApiKeyDep, ScoringDep, SettingsDep
+from service.errors import ApiError
+from service.heatmap import Heatmap
 from service.schemas import (
-    BatchItem, BatchResponse, ErrorDetail, InputInfo, ModelRef, PneumoniaType, PredictResponse, Probabilities,
-    TypeProbabilities, error_examples,
+    BatchItem, BatchResponse, ErrorDetail, HeatmapOut, InputInfo, ModelRef, PneumoniaType, PredictResponse,
+    Probabilities, TypeProbabilities, error_examples,
 )
 from service.scoring import Scored
+from service.scoring_service import ScoringService, score_or_error
 
 router = APIRouter(tags=["predict"], dependencies=[ApiKeyDep])
 
@@ -27,7 +28,7 @@ ERRORS = error_examples(
     (413, "payload_too_large", "the upload is larger than the 50 MB allowed (CXR_MAX_UPLOAD_MB)"),
     (415, "unsupported_media_type", "the file is not a JPEG, PNG or DICOM image"),
     (422, "not_chest_xray", "DICOM Modality is 'CT'; this service takes CR, DX"),
-    (503, "deadline_exceeded", "decoding and scoring took longer than the 15 s allowed per request"),
+    (503, "overloaded", "this worker is scoring 64 images, its limit is 64 (CXR_MAX_QUEUED_IMAGES); retry shortly"),
 )
 SINGLE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -42,14 +43,11 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
+HeatmapQuery = Query(False, description="add the pneumonia heatmap to each answer (see service/heatmap.py)")
+
+
 def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def is_raw_upload(request: Request) -> bool:
-    """The image is the body itself (no Content-Type counts as raw: curl --data-binary)."""
-    kind = media_type(request)
-    return kind in RAW_TYPES or not kind
 
 
 async def _read_form_files(request: Request, field: str, max_files: int) -> list[bytes]:
@@ -61,12 +59,32 @@ async def _read_form_files(request: Request, field: str, max_files: int) -> list
         await form.close()
 
 
-async def score_or_error(runner: DirectRunner, files: list[bytes]) -> list:
-    """The runner's results; a whole-request failure (the deadline) as the ApiError that answers it."""
-    try:
-        return await runner.score(files)
-    except DeadlineExceededError as exc:
-        raise api_error_for(exc) from None
+async def _read_single_file(request: Request) -> bytes:
+    """The image of POST /predict: the raw body (no Content-Type counts as raw: curl
+    --data-binary), or multipart field `file`."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        files = await _read_form_files(request, "file", max_files=1)
+        if not files:
+            raise ApiError(400, "missing_file", "multipart request has no file in field 'file'")
+        return files[0]
+    if kind and kind not in RAW_TYPES:
+        raise ApiError(415, "unsupported_media_type",
+                       f"Content-Type '{kind}' is not accepted; send multipart/form-data, "
+                       "image/jpeg, image/png or application/dicom")
+    data = await request.body()
+    if not data:
+        raise ApiError(400, "missing_file", "send the image as multipart field 'file' or as the raw body")
+    return data
+
+
+def _until_disconnected(request: Request):
+    """Resolves when the client goes away. Called once the body is read: the server's next
+    message is then the disconnect (or the end of the answer)."""
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    return wait
 
 
 def _type(prediction) -> PneumoniaType | None:
@@ -74,6 +92,12 @@ def _type(prediction) -> PneumoniaType | None:
         return None
     return PneumoniaType(label=prediction.pneumonia_type, probabilities=TypeProbabilities(
         bacterial=1.0 - prediction.viral, viral=prediction.viral))
+
+
+def _heatmap(heatmap: Heatmap | None) -> HeatmapOut | None:
+    if heatmap is None:
+        return None
+    return HeatmapOut(values=heatmap.values, png=heatmap.png, xray_png=heatmap.xray_png)
 
 
 def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_ms: float) -> PredictResponse:
@@ -88,55 +112,57 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
                        sha256=classifier.sha256),
         input=InputInfo(format=result.decoded.format, width=result.decoded.width,
                         height=result.decoded.height),
+        heatmap=_heatmap(result.heatmap),
         request_id=request_id,
         elapsed_ms=round(elapsed_ms, 2),
     )
 
 
-async def predict_upload(data: bytes, request: Request, started: float) -> PredictResponse:
-    """The answer to POST /predict for one uploaded file, however it was sent; raises the ApiError
-    that says why when the file cannot be scored."""
-    state = request.app.state
-    runner: DirectRunner = state.runner
-    (result,) = await score_or_error(runner, [data])
-    if isinstance(result, ApiError):
-        raise result
-    return _response(result, runner.classifier, request.state.request_id, (time.perf_counter() - started) * 1000)
+def _json(answer: PredictResponse | BatchResponse, heatmap: bool) -> Response:
+    # serialised here rather than by FastAPI's response_model (which validates it again), and
+    # without the heatmap key unless it was asked for: the answer is otherwise unchanged
+    exclude = None if heatmap else ({"heatmap"} if isinstance(answer, PredictResponse)
+                                    else {"results": {"__all__": {"result": {"heatmap"}}}})
+    return Response(answer.model_dump_json(exclude=exclude), media_type="application/json")
+
+
+def _check_heatmap(scoring: ScoringService, heatmap: bool) -> None:
+    if heatmap and not scoring.classifier.has_cam:
+        raise ApiError(400, "heatmap_unavailable",
+                       f"model {scoring.classifier.name} has no CAM output to draw a heatmap from")
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request):
-    """Score one X-ray (multipart field `file`, or the raw body as image/jpeg, image/png or application/dicom)."""
-    # A raw body never gets here: service/raw_predict.py answers it before routing. This route
-    # documents /predict and takes multipart uploads.
+async def predict(request: Request, scoring: ScoringDep, heatmap: bool = HeatmapQuery):
+    """Score one X-ray (the raw body as image/jpeg, image/png or application/dicom, or multipart field `file`)."""
     started = time.perf_counter()
-    kind = media_type(request)
-    if kind != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type '{kind}' is not accepted; send multipart/form-data, "
-                       "image/jpeg, image/png or application/dicom")
-    files = await _read_form_files(request, "file", max_files=1)
-    if not files:
-        raise ApiError(400, "missing_file", "multipart request has no file in field 'file'")
-    return await predict_upload(files[0], request, started)
+    _check_heatmap(scoring, heatmap)
+    data = await _read_single_file(request)
+    (result,) = await score_or_error(scoring, [data], heatmap, _until_disconnected(request))
+    if isinstance(result, ApiError):
+        raise result
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    return _json(_response(result, scoring.classifier, request.state.request_id, elapsed_ms), heatmap)
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=BATCH_BODY)
-async def predict_batch(request: Request, runner: RunnerDep, settings: SettingsDep):
+async def predict_batch(request: Request, scoring: ScoringDep, settings: SettingsDep,
+                        heatmap: bool = HeatmapQuery):
     """Score several X-rays (multipart field `files`); one result or error per file, in order."""
     started = time.perf_counter()
+    _check_heatmap(scoring, heatmap)
     if media_type(request) != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the files as multipart/form-data field 'files'")
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
         raise ApiError(400, "missing_file", "multipart request has no file in field 'files'")
-    results = await score_or_error(runner, files)
+    results = await score_or_error(scoring, files, heatmap, _until_disconnected(request))
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [
         BatchItem(index=i, error=ErrorDetail(code=r.code, message=r.message))
         if isinstance(r, ApiError)
-        else BatchItem(index=i, result=_response(r, runner.classifier, request_id, elapsed_ms))
+        else BatchItem(index=i, result=_response(r, scoring.classifier, request_id, elapsed_ms))
         for i, r in enumerate(results)
     ]
-    return BatchResponse(results=items, request_id=request_id, elapsed_ms=round(elapsed_ms, 2))
+    return _json(BatchResponse(results=items, request_id=request_id, elapsed_ms=round(elapsed_ms, 2)), heatmap)

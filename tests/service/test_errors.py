@@ -131,13 +131,13 @@ def test_unknown_route_and_method(client):
 
 def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, normal_jpeg):
     with make_client(bundled_model) as client:
-        async def broken(files):
+        async def broken(files, heatmap):
             raise RuntimeError("a bug")
 
-        client.app.state.runner.score = broken
+        client.app.state.scoring.runner.score = broken
         data = normal_jpeg.read_bytes()
-        for sent in ({"content": data, "headers": {"Content-Type": "image/jpeg"}},  # raw: ahead of routing
-                     {"files": {"file": ("x.jpeg", data, "image/jpeg")}}):  # multipart: the route
+        for sent in ({"content": data, "headers": {"Content-Type": "image/jpeg"}},  # raw body
+                     {"files": {"file": ("x.jpeg", data, "image/jpeg")}}):  # multipart
             response = client.post("/predict", **sent)
             assert response.status_code == 500 and response.headers["content-type"] == "application/json"
             body = response.json()

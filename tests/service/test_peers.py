@@ -8,10 +8,11 @@ import threading
 
 import pytest
 
-from service.batching import DirectRunner
 from service.classifier import Classifier
+from service.limits import Limits
 from service.metrics import ServiceMetrics
 from service.peers import PeerLoad, shared_counts
+from service.runners import DirectRunner
 
 
 def test_each_worker_sees_whether_the_others_have_requests_in_flight():
@@ -36,10 +37,10 @@ class ThreadRecordingRunner(DirectRunner):
         self.threads: list[str] = []
         self.alone: list[bool] = []
 
-    def _decode_and_predict(self, files):
+    def _decode_and_predict(self, files, heatmap):
         self.threads.append(threading.current_thread().name)
         self.alone.append(self._in_flight == 1 and self._others_idle())
-        return super()._decode_and_predict(files)
+        return super()._decode_and_predict(files, heatmap)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def _score_together(runner: DirectRunner, uploads: list[bytes]) -> list:
     async def main():
         await runner.start()
         try:
-            return await asyncio.gather(*(runner.score([data]) for data in uploads))
+            return await asyncio.gather(*(runner.score([data], False) for data in uploads))
         finally:
             await runner.stop()
 
@@ -64,7 +65,7 @@ def test_a_helper_thread_takes_requests_only_while_the_other_workers_are_idle(cl
     peer = PeerLoad(counts, 1)
     if peer_busy:
         peer.add(1)
-    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, peers=PeerLoad(counts, 0))
+    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, limits=Limits(), peers=PeerLoad(counts, 0))
     results = _score_together(runner, [path.read_bytes() for path in val_images[:6]])
     assert all(result.prediction.label in ("normal", "pneumonia") for (result,) in results)
     helped = sum(name.startswith("cxr-help") for name in runner.threads)
@@ -77,6 +78,6 @@ def test_a_helper_thread_takes_requests_only_while_the_other_workers_are_idle(cl
 
 
 def test_a_lone_request_with_idle_peers_runs_alone(classifier, normal_jpeg):
-    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, peers=PeerLoad(shared_counts(2), 0))
+    runner = ThreadRecordingRunner(classifier, ServiceMetrics(), threads=1, limits=Limits(), peers=PeerLoad(shared_counts(2), 0))
     _score_together(runner, [normal_jpeg.read_bytes()])
     assert runner.threads == ["cxr-score-0"] and runner.alone == [True]

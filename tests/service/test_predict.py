@@ -37,7 +37,6 @@ def test_multipart_jpeg(client, normal_jpeg):
 
 @pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream", None])
 def test_raw_body_gives_the_same_answer(client, pneumonia_jpeg, content_type):
-    # a raw body is answered ahead of routing (service/raw_predict.py), multipart by the route
     data = pneumonia_jpeg.read_bytes()
     multipart = client.post("/predict", files={"file": ("x", data, "image/jpeg")})
     raw = client.post("/predict", content=data, headers={"Content-Type": content_type} if content_type else {})
@@ -71,6 +70,22 @@ def test_dicom_chest_cr_monochrome1(client, name):
     body = response.json()
     _check_prediction(body, "dicom")
     assert (body["input"]["width"], body["input"]["height"]) == (1841, 1955)
+
+
+def test_monochrome1_is_inverted_so_that_air_is_dark():
+    # MONOCHROME1 stores air (the darkest part of a radiograph) as the highest values: the
+    # service's pixels must follow the inverted stored values, not the stored ones
+    import pydicom
+
+    from service.decoding import decode_upload
+
+    path = dicom_sample("RG1_UNCR.dcm")
+    stored = pydicom.dcmread(path).pixel_array.astype(np.float32)
+    assert pydicom.dcmread(path).PhotometricInterpretation == "MONOCHROME1"
+    pixels = decode_upload(path.read_bytes(), 300, 36_000_000).pixels.astype(np.float32)
+    small = np.asarray(Image.fromarray(stored).resize((300, 300), Image.Resampling.BILINEAR))
+    correlation = np.corrcoef(pixels.ravel(), small.ravel())[0, 1]
+    assert correlation < -0.9, correlation
 
 
 def test_dicom_uncompressed_and_jpeg2000_agree(client):

@@ -1,4 +1,5 @@
-"""Dynamic batching: concurrent requests share onnxruntime runs, each gets its own answer."""
+"""Both runners: concurrent requests get their own answers; with batching they share
+onnxruntime runs, and a lone request never waits for companions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.batching import DirectRunner, DynamicBatcher
 from service.config import Settings
+from service.runners import BatchingRunner, DirectRunner
 from tests.servers import running_app
 
 
@@ -54,11 +55,13 @@ def test_concurrent_requests_get_their_own_answers(bundled_model, val_images, ba
 
 
 def test_a_lone_request_does_not_wait_for_companions(bundled_model, normal_jpeg):
-    # a huge max wait: a lone request must still be answered at once, not after 2 s
+    # batching on, with a huge max wait: a lone request must still be answered at once, not after 2 s
     import time
 
-    settings = Settings(model_path=bundled_model, batch_max_wait_ms=2000)
-    with running_app(create_app(settings)) as url:
+    settings = Settings(model_path=bundled_model, batching=True, batch_max_wait_ms=2000)
+    app = create_app(settings)
+    with running_app(app) as url:
+        assert type(app.state.scoring.runner) is BatchingRunner
         with httpx.Client(base_url=url, timeout=30) as client:
             client.post("/predict", content=normal_jpeg.read_bytes(), headers={"Content-Type": "image/jpeg"})
             started = time.perf_counter()
@@ -69,11 +72,11 @@ def test_a_lone_request_does_not_wait_for_companions(bundled_model, normal_jpeg)
     assert elapsed < 1.0
 
 
-@pytest.mark.parametrize(("batching", "runner"), [(None, DirectRunner), (True, DynamicBatcher), (False, DirectRunner)])
+@pytest.mark.parametrize(("batching", "runner"), [(None, DirectRunner), (True, BatchingRunner), (False, DirectRunner)])
 def test_batching_is_on_with_cuda_only_unless_set(bundled_model, batching, runner):
-    # the CPU provider here: unset means no batching (it buys little on a CPU, see batching.py)
+    # the CPU provider here: unset means no batching (it buys little on a CPU, see runners.py)
     with TestClient(create_app(Settings(model_path=bundled_model, batching=batching))) as client:
-        assert type(client.app.state.runner) is runner
+        assert type(client.app.state.scoring.runner) is runner
 
 
 def test_a_lone_request_may_use_more_threads_with_the_same_scores(bundled_model, val_images):
