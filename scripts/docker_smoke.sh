@@ -9,6 +9,11 @@ PORT=${CXR_SMOKE_PORT:-18080}
 BASE_IMAGE=python:3.11-slim
 XRAY=${CXR_SMOKE_XRAY:-../shared/data/chest_xray/val/PNEUMONIA/person1946_bacteria_4874.jpeg}
 export CXR_PUBLISH_PORT=$PORT
+# a key made for this run only: compose passes it to the service as a secret file
+KEY=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+export CXR_API_KEYS_SECRET=$(mktemp)
+echo "$KEY" > "$CXR_API_KEYS_SECRET"
+chmod 644 "$CXR_API_KEYS_SECRET"  # read by the container's unprivileged user
 
 log() { echo "[docker-smoke] $*" >&2; }
 
@@ -43,7 +48,7 @@ fi
 CXR_EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)"
 export CXR_EXTRA_CA_CERTS
 
-cleanup() { compose --profile cpu down --timeout 40 >/dev/null 2>&1 || true; }
+cleanup() { compose --profile cpu down --timeout 40 >/dev/null 2>&1 || true; rm -f "$CXR_API_KEYS_SECRET"; }
 trap cleanup EXIT
 log "building the CPU image"
 compose --profile cpu build cxr-cpu >/tmp/cxr-docker-build.log 2>&1 || { tail -30 /tmp/cxr-docker-build.log >&2; exit 1; }
@@ -59,9 +64,12 @@ for _ in $(seq 90); do
 done
 [ "$status" = healthy ] || { log "not healthy: $status"; docker logs "$container" >&2; exit 1; }
 [ "$(docker exec "$container" id -u)" != 0 ] || { log "container runs as root"; exit 1; }
+[ "$(docker inspect -f '{{.HostConfig.Memory}}' "$container")" -gt 0 ] || { log "no memory limit"; exit 1; }
 
+unauthorized=$(curl -sS -o /dev/null -w '%{http_code}' -F "file=@$XRAY" "http://127.0.0.1:$PORT/predict")
+[ "$unauthorized" = 401 ] || { log "expected 401 without the key, got $unauthorized"; exit 1; }
 log "sending a real X-ray to 127.0.0.1:$PORT"
-answer=$(curl -sS --fail-with-body -F "file=@$XRAY" "http://127.0.0.1:$PORT/predict")
+answer=$(curl -sS --fail-with-body -H "X-API-Key: $KEY" -F "file=@$XRAY" "http://127.0.0.1:$PORT/predict")
 python3 - "$answer" <<'PY'
 import json, sys
 body = json.loads(sys.argv[1])
@@ -72,7 +80,7 @@ assert body["input"]["format"] == "jpeg" and body["model"]["sha256"], body
 print(f"[docker-smoke] answer: {body['label']} (p_pneumonia={p['pneumonia']:.3f}, model {body['model']['version']})",
       file=sys.stderr)
 PY
-bad=$(curl -sS -o /dev/null -w '%{http_code}' -H 'Content-Type: image/jpeg' --data-binary 'not an image' "http://127.0.0.1:$PORT/predict")
+bad=$(curl -sS -o /dev/null -w '%{http_code}' -H "X-API-Key: $KEY" -H 'Content-Type: image/jpeg' --data-binary 'not an image' "http://127.0.0.1:$PORT/predict")
 [ "$bad" = 415 ] || { log "expected 415 for a non-image, got $bad"; exit 1; }
 provider=$(curl -sS "http://127.0.0.1:$PORT/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["execution_provider"])')
 log "execution provider in the container: $provider"

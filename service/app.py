@@ -6,6 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from cxr_common.hardware import available_cores
 from service.classifier import Classifier
@@ -15,7 +16,7 @@ from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.peers import PeerLoad
 from service.plan import ServingPlan, single_process_plan
-from service.routes import health, metrics, model, predict
+from service.routes import docs, health, metrics, model, page, predict
 from service.runners import BatchingRunner, DirectRunner, Runner
 from service.scoring_service import ScoringService
 
@@ -76,8 +77,13 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         app.state.ready = False
         await runner.stop()
 
-    app = FastAPI(title="Chest X-ray pneumonia classifier", version="1.0.0",
-                  description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with their scripts and styles from the installed fastapi-offline package
+    # (FastAPI's own pages load them from a CDN, blank on a hospital network without internet);
+    # no validator badge either, which Swagger UI would fetch from validator.swagger.io
+    app = FastAPIOffline(title="Chest X-ray pneumonia classifier", version="1.0.0",
+                         description=DESCRIPTION, lifespan=lifespan, redoc_url=None,
+                         swagger_ui_parameters={"validatorUrl": None})
+    docs.install_redoc(app, favicon="/static-offline-docs/favicon.png")
     app.state.settings = settings
     app.state.metrics = service_metrics
     app.state.api_keys = settings.all_api_keys()
@@ -86,6 +92,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
+    page.install(app)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     # added last = outermost: the request id exists before the size limit answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import Enum
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from typing_extensions import Annotated
 
 from cxr_common.model_metadata import MODEL_FILE
 from service.dicom import RADIOGRAPH_SOP_CLASSES, DicomPolicy
+from service.http_protocol import ConnectionLimits
 from service.image_shape import DEFAULT_MAX_PIXELS
 from service.limits import Limits
 
@@ -28,6 +30,15 @@ class InputCheck(str, Enum):
     refuse = "refuse"  # inputs that are not frontal chest X-rays get 422 not_chest_xray
     flag = "flag"  # scored anyway, with a warning in the answer
     off = "off"  # no image check (the DICOM attribute checks still apply)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _comma_list(value):
@@ -57,9 +68,17 @@ class Settings(BaseSettings):
     max_batch_files: int = Field(32, ge=1)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     api_keys_file: Path | None = None
+    # listening beyond loopback without keys is refused unless this says it is meant
+    allow_anonymous: bool = False
     metrics_enabled: bool = True
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
+    # per connection (see service/http_protocol.py)
+    header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this")
+    body_idle_timeout_s: float = Field(30.0, gt=0, description="longest pause while an upload streams in")
+    keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, before 431")
+    max_connections: int = Field(1000, ge=1, description="open connections per worker; more are closed at once")
     request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before 503")
     max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before 503")
     input_check: InputCheck = InputCheck.refuse
@@ -71,6 +90,10 @@ class Settings(BaseSettings):
     @classmethod
     def _split_lists(cls, value):
         return _comma_list(value)
+
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(header_timeout_s=self.header_timeout_s, body_idle_timeout_s=self.body_idle_timeout_s,
+                                max_header_bytes=self.max_header_bytes, max_connections=self.max_connections)
 
     def limits(self) -> Limits:
         policy = DicomPolicy(
@@ -84,6 +107,14 @@ class Settings(BaseSettings):
         if self.api_keys_file is not None:
             if not self.api_keys_file.is_file():
                 raise ValueError(f"CXR_API_KEYS_FILE '{self.api_keys_file}' does not exist")
+        return self
+
+    @model_validator(mode="after")
+    def _secure_by_default(self):
+        if not _is_loopback(self.host) and not self.all_api_keys() and not self.allow_anonymous:
+            raise ValueError(
+                f"listening on {self.host} (beyond this machine) without API keys: set CXR_API_KEYS or "
+                "CXR_API_KEYS_FILE, or CXR_ALLOW_ANONYMOUS=true if anyone on the network may use it")
         return self
 
     @property

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_body
+from service.errors import RETRY_AFTER_S, error_body
+from service.input_errors import ClientGoneError
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+# nginx's code for "the client closed the connection before the answer": in metrics and logs,
+# apart from the 5xx that page someone
+CLIENT_GONE_STATUS = 499
 # A client's id is echoed only if it is short and plain: it goes into logs and headers.
 CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -61,6 +67,20 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except (ClientGoneError, ClientDisconnect):
+            # a flaky network, not a fault: nobody is left to answer, and the work not yet
+            # started was dropped (service.scoring_service)
+            status = CLIENT_GONE_STATUS
+            scope["state"]["error_code"] = "client_gone"
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when CXR_GRACEFUL_SHUTDOWN_S is over;
+            # their answer is the contract's 503, not uvicorn's plain-text 500. Not re-raised:
+            # this is the request's outermost frame, and uvicorn would log it as an error.
+            scope["state"]["error_code"] = "shutting_down"
+            if not response_started:
+                await _send_json(send_with_id, 503, error_body(
+                    "shutting_down", "the service is shutting down; retry on another instance", request_id),
+                    close=True, headers=[(b"retry-after", RETRY_AFTER_S["overloaded"].encode())])
         except Exception:
             # A bug, not the client's doing: logged with the id, and still answered in the
             # contract (JSON, request id in body and header). `Connection: close`, since the

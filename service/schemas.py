@@ -102,6 +102,7 @@ class ModelInfo(BaseModel):
     outputs: list[str] = Field(..., description="the model outputs the service reads")
     input_check: dict = Field(..., description="the image check: mode, method, threshold, rule")
     reference_check: dict = Field(..., description="the start-up self-check: images, largest difference, tolerance")
+    api_key_required: bool = Field(..., description="whether /predict asks for an API key")
 
 
 class Health(BaseModel):

@@ -9,6 +9,9 @@ from fastapi import Request
 from service.errors import ApiError
 
 API_KEY_HEADER = "X-API-Key"
+# Refused from the headers alone: the upload behind them is never read, and the connection is
+# closed after the answer instead of swallowing the rest of the body to keep it alive
+REFUSED_HEADERS = {"WWW-Authenticate": "Bearer", "Connection": "close"}
 
 
 async def check_api_key(request: Request) -> None:
@@ -21,11 +24,10 @@ async def check_api_key(request: Request) -> None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         offered = token.strip() if scheme.lower() == "bearer" else None
     if not offered:
-        raise ApiError(401, "unauthorized", f"an API key is required ({API_KEY_HEADER} header)",
-                       {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", f"an API key is required ({API_KEY_HEADER} header)", REFUSED_HEADERS)
     # compare against every key, without stopping early, so timing does not reveal which matched
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(offered.encode(), key.encode())
     if not matched:
-        raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", "the API key is not valid", REFUSED_HEADERS)

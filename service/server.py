@@ -29,6 +29,7 @@ from cxr_common.hardware import SPAWN
 from service.app import create_app
 from service.classifier import Classifier
 from service.config import Settings
+from service.http_protocol import protocol_class
 from service.logging_setup import configure_logging
 from service.memory import keep_freed_memory
 from service.metrics import MULTIPROCESS_DIR
@@ -85,10 +86,15 @@ def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
 
 
-def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn.Config(
+def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None,  # keep our JSON logs
-        timeout_graceful_shutdown=settings.graceful_shutdown_s))
+        http=protocol_class(settings.connection_limits()), timeout_keep_alive=settings.keep_alive_s,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s)
+
+
+def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn_config(settings, app))
 
 
 def _socket(host: str, reuse_port: bool) -> socket.socket:

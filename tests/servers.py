@@ -52,9 +52,9 @@ def wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
 
 
 @contextmanager
-def running_service(log: Path, model: Path, env: dict[str, str] | None = None):
-    """The service in a subprocess on a free port; yields (url, process)."""
-    port = free_port()
+def running_service(log: Path, model: Path, env: dict[str, str] | None = None, port: int | None = None):
+    """The service in a subprocess on `port` (default: a free one); yields (url, process)."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     process = start_service(log, "--port", str(port), "--model", str(model), env=env)
     try:
@@ -68,9 +68,13 @@ def running_service(log: Path, model: Path, env: dict[str, str] | None = None):
 
 @contextmanager
 def running_app(app):
-    """An ASGI app under a real uvicorn server in this process; yields its URL."""
+    """The app under uvicorn in this process, configured as the service configures it (its
+    protocol limits and timeouts from the app's settings); yields its URL."""
+    from service.server import uvicorn_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    settings = app.state.settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    server = uvicorn.Server(uvicorn_config(settings, app))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from service.deps import ClassifierDep, SettingsDep
 from service.schemas import ModelInfo
@@ -11,7 +11,7 @@ router = APIRouter(tags=["model"])
 
 
 @router.get("/model", response_model=ModelInfo)
-async def model_info(classifier: ClassifierDep, settings: SettingsDep):
+async def model_info(request: Request, classifier: ClassifierDep, settings: SettingsDep):
     """Name, version, hash, input size, labels, threshold, execution provider and metrics."""
     metadata = classifier.metadata
     return ModelInfo(
@@ -35,6 +35,7 @@ async def model_info(classifier: ClassifierDep, settings: SettingsDep):
             "tolerance": classifier.reference.tolerance,
             "passed": classifier.reference.passed,
         },
+        api_key_required=bool(request.app.state.api_keys),
     )
 
 
