@@ -91,7 +91,7 @@ def bound_of(p: float, m: float, device: str) -> float:
     return min(m, p) if device == "cuda" else 1 / (1 / m + 1 / p)
 
 
-def paired_ratios(service: "Server", bodies, size: int, model: Path, layout: Layout, rounds: int,
+def paired_ratios(service: Server, bodies, size: int, model: Path, layout: Layout, rounds: int,
                   seconds: float, device: str, label: str = "round") -> tuple[list[float], int]:
     """Service at c=16 over the bound, with P and M measured just before it, `rounds` times;
     (the ratios, the errors)."""

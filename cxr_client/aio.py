@@ -21,16 +21,16 @@ class AsyncClient:
         self.policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(attempts=max(1, retries))
         self._http = httpx.AsyncClient(base_url=base_url, timeout=timeout, headers=protocol.headers(api_key))
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def predict(self, path_or_bytes: str | os.PathLike | bytes) -> Prediction:
+    async def predict(self, path_or_bytes: str | os.PathLike[str] | bytes) -> Prediction:
         data = await asyncio.to_thread(protocol.read_input, path_or_bytes)
         last: Exception | None = None
         for number in range(1, self.policy.attempts + 1):
@@ -44,7 +44,7 @@ class AsyncClient:
                 await asyncio.sleep(protocol.delay_after(self.policy, number, last))
         raise protocol.gave_up(self.policy, last)
 
-    async def predict_many(self, paths: Iterable[str | os.PathLike], concurrency: int = 4) -> AsyncIterator[ItemResult]:
+    async def predict_many(self, paths: Iterable[str | os.PathLike[str]], concurrency: int = 4) -> AsyncIterator[ItemResult]:
         """Score files `concurrency` at a time, yielding each result as it completes."""
         limit = asyncio.Semaphore(max(1, concurrency))
 

@@ -26,7 +26,7 @@ def content_type(data: bytes) -> str:
     return "application/octet-stream"  # the service decides, and says 415 if it cannot read it
 
 
-def read_input(path_or_bytes: str | os.PathLike | bytes) -> bytes:
+def read_input(path_or_bytes: str | os.PathLike[str] | bytes) -> bytes:
     if isinstance(path_or_bytes, (bytes, bytearray)):
         return bytes(path_or_bytes)
     return Path(path_or_bytes).read_bytes()
@@ -66,16 +66,16 @@ def error_from(response: httpx.Response) -> ServiceError:
 RETRYABLE = (Retry, *RETRYABLE_ERRORS)  # what the sync and async retry loops catch
 
 
-def delay_after(policy: RetryPolicy, attempt: int, failure: Exception) -> float:
+def delay_after(policy: RetryPolicy, attempt: int, failure: Exception | None) -> float:
     """Seconds to wait after failed attempt `attempt`, honouring the server's Retry-After."""
     return policy.delay(attempt, getattr(failure, "retry_after", None))
 
 
-def gave_up(policy: RetryPolicy, last: Exception) -> ServiceUnavailable:
+def gave_up(policy: RetryPolicy, last: Exception | None) -> ServiceUnavailable:
     return ServiceUnavailable(f"no answer after {policy.attempts} attempts: {describe(last)}")
 
 
-def describe(exc: Exception) -> str:
+def describe(exc: Exception | None) -> str:
     if isinstance(exc, RETRYABLE_ERRORS):
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return str(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class Prediction:
     warning: str | None = None  # the service's CXR_INPUT_CHECK=flag warning
 
     @classmethod
-    def from_json(cls, body: dict) -> "Prediction":
+    def from_json(cls, body: dict[str, Any]) -> Prediction:
         kind = body.get("pneumonia_type") or {}
         return cls(
             pneumonia_type=kind.get("label"),

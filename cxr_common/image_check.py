@@ -39,7 +39,8 @@ class ImageCheck:
         """(N, D) features -> (N,) Mahalanobis distances."""
         centred = np.asarray(features, dtype=np.float64) - self.mean
         squared = np.einsum("nd,de,ne->n", centred, self.precision, centred)
-        return np.sqrt(np.maximum(squared, 0.0))
+        distances: np.ndarray = np.sqrt(np.maximum(squared, 0.0))
+        return distances
 
     def to_json(self) -> str:
         return json.dumps({
@@ -48,7 +49,7 @@ class ImageCheck:
         })
 
     @classmethod
-    def from_json(cls, text: str) -> "ImageCheck":
+    def from_json(cls, text: str) -> ImageCheck:
         """Raises ValueError for a malformed or unknown check."""
         try:
             found = json.loads(text)

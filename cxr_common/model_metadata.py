@@ -70,7 +70,7 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_props(cls, props: dict[str, str]) -> "ModelMetadata":
+    def from_props(cls, props: dict[str, str]) -> ModelMetadata:
         missing = [key for key in REQUIRED_KEYS if key not in props]
         if missing:
             raise ModelMetadataError(f"model metadata lacks {', '.join(missing)}")

@@ -15,11 +15,15 @@ import base64
 import io
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from cxr_common.preprocessing import to_model_input
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 METADATA_KEY = "reference_check"
 CHECKED_OUTPUTS = ("pneumonia_probability", "viral_probability")
@@ -40,7 +44,8 @@ def half(pixels: np.ndarray) -> np.ndarray:
     """(S, S) uint8 -> (S/2, S/2) uint8, the 2x2 block mean (what the network sees), rounded."""
     size = pixels.shape[0] // 2
     blocks = pixels[: 2 * size, : 2 * size].astype(np.float32).reshape(size, 2, size, 2)
-    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    halved: np.ndarray = np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    return halved
 
 
 def full(pixels: np.ndarray) -> np.ndarray:
@@ -68,7 +73,7 @@ class ReferenceCheck:
             largest = max(largest, float(np.max(difference)) if np.all(np.isfinite(got)) else float("inf"))
         return largest
 
-    def largest_difference_on(self, session) -> float:
+    def largest_difference_on(self, session: ort.InferenceSession) -> float:
         """Runs the reference inputs through an onnxruntime session and compares."""
         names = [o.name for o in session.get_outputs() if o.name in self.outputs]
         found = session.run(names, {session.get_inputs()[0].name: to_model_input(self.inputs())})
@@ -79,7 +84,7 @@ class ReferenceCheck:
                            "tolerance": self.tolerance})
 
     @classmethod
-    def from_json(cls, text: str) -> "ReferenceCheck":
+    def from_json(cls, text: str) -> ReferenceCheck:
         try:
             found = json.loads(text)
             return cls([_unpng(t) for t in found["images"]],

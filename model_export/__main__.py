@@ -55,9 +55,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from model_export.card import build_card
-
     from cxr_common.model_metadata import INT8_MODEL_FILE
+    from model_export.card import build_card
 
     build_card(args.run, args.out, int8_file=None if args.no_int8 else INT8_MODEL_FILE, cv_dir=args.cv)
     return 0

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model_export.dataset import Example, fingerprint
 from cxr_common.preprocessing import PREPROCESSING_VERSION, load_pixels
+from model_export.dataset import Example, fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -206,8 +206,8 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
     """Per out-of-distribution set: refused by the service's whole input check (DICOM attributes,
     shape, image check) and by the image check alone (attributes bypassed)."""
     from cxr_common.preprocessing import load_pixels
-    from service.dicom import DicomPolicy, is_dicom
     from service.decoding import decode_upload
+    from service.dicom import DicomPolicy, is_dicom
     from service.input_errors import ImageShapeError, NotChestXrayError
 
     size = session.get_inputs()[0].shape[1]

@@ -20,7 +20,12 @@ import onnxruntime as ort  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from cxr_common.model_metadata import (  # noqa: E402
-    FEATURES_OUTPUT, INPUT_NAME, LABELS, OUTPUT_NAME, VIRAL_OUTPUT, ModelMetadata,
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    LABELS,
+    OUTPUT_NAME,
+    VIRAL_OUTPUT,
+    ModelMetadata,
 )
 from cxr_common.preprocessing import load_pixels, to_model_input  # noqa: E402
 from model_export import dataset, metrics  # noqa: E402

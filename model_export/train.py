@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
@@ -67,7 +67,7 @@ class Arrays:
     typed: np.ndarray  # True where the pneumonia type is known
 
     @classmethod
-    def of(cls, examples, pixels) -> "Arrays":
+    def of(cls, examples, pixels) -> Arrays:
         return cls(
             pixels,
             np.array([e.label for e in examples], dtype=np.float32),
@@ -116,7 +116,7 @@ def load_sets(config: TrainConfig):
     return found, splits, held
 
 
-def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[str, "Arrays"], timing: dict,
+def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[str, Arrays], timing: dict,
            epochs_run: int, best_epoch: int | None) -> dict:
     """Threshold, metrics, ONNX export (parity-checked) and its evaluation, run.json."""
     validation_sets = splits.validation_sets()
@@ -140,7 +140,7 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
         preprocessing_version=PREPROCESSING_VERSION,
         training_data_sha256=dataset.fingerprint(splits.train),
         validation_metrics=val_metrics,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         extra={"architecture": config.architecture, "threshold_rule": metrics.THRESHOLD_RULE_ACROSS},
     )
     model.save(config.out / "best.keras")

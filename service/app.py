@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     service_metrics = ServiceMetrics()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = classifier or load_classifier(settings, plan)
         loaded.warm_up()
         app.state.classifier = loaded

@@ -13,10 +13,17 @@ import onnxruntime as ort
 from cxr_common import image_check, reference_check
 from cxr_common.image_check import ImageCheck
 from cxr_common.model_metadata import (
-    CAM_OUTPUT, FEATURES_OUTPUT, INPUT_NAME, OUTPUT_NAME, PNEUMONIA_TYPES, VIRAL_OUTPUT, ModelMetadata, ModelMetadataError,
+    CAM_OUTPUT,
+    FEATURES_OUTPUT,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PNEUMONIA_TYPES,
+    VIRAL_OUTPUT,
+    ModelMetadata,
+    ModelMetadataError,
 )
-from cxr_common.reference_check import ReferenceCheck
 from cxr_common.preprocessing import PREPROCESSING_VERSION, to_model_input
+from cxr_common.reference_check import ReferenceCheck
 from service.config import Device
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from cxr_common.model_metadata import MODEL_FILE
 from service.dicom import RADIOGRAPH_SOP_CLASSES, DicomPolicy
@@ -41,7 +41,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _comma_list(value):
+def _comma_list(value: object) -> object:
     # CXR_API_KEYS="key1,key2": a comma-separated list is what operators write
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -88,7 +88,7 @@ class Settings(BaseSettings):
 
     @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", mode="before")
     @classmethod
-    def _split_lists(cls, value):
+    def _split_lists(cls, value: object) -> object:
         return _comma_list(value)
 
     def connection_limits(self) -> ConnectionLimits:
@@ -103,14 +103,14 @@ class Settings(BaseSettings):
         return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check.value)
 
     @model_validator(mode="after")
-    def _check_files(self):
+    def _check_files(self) -> Settings:
         if self.api_keys_file is not None:
             if not self.api_keys_file.is_file():
                 raise ValueError(f"CXR_API_KEYS_FILE '{self.api_keys_file}' does not exist")
         return self
 
     @model_validator(mode="after")
-    def _secure_by_default(self):
+    def _secure_by_default(self) -> Settings:
         if not _is_loopback(self.host) and not self.all_api_keys() and not self.allow_anonymous:
             raise ValueError(
                 f"listening on {self.host} (beyond this machine) without API keys: set CXR_API_KEYS or "

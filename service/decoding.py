@@ -18,7 +18,10 @@ from service.dicom import DicomPolicy, is_dicom, read_dicom
 from service.heatmap import preview
 from service.image_shape import check_shape
 from service.input_errors import (
-    EmptyUploadError, ImageDecodeError, NotChestXrayError, UnsupportedImageError,
+    EmptyUploadError,
+    ImageDecodeError,
+    NotChestXrayError,
+    UnsupportedImageError,
 )
 
 JPEG_MAGIC = b"\xff\xd8\xff"

@@ -17,19 +17,23 @@ from service.security import check_api_key
 
 
 async def get_classifier(request: Request) -> Classifier:
-    return request.app.state.classifier
+    classifier: Classifier = request.app.state.classifier
+    return classifier
 
 
 async def get_scoring(request: Request) -> ScoringService:
-    return request.app.state.scoring
+    scoring: ScoringService = request.app.state.scoring
+    return scoring
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def get_metrics(request: Request) -> ServiceMetrics:
-    return request.app.state.metrics
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
 
 
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]

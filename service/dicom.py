@@ -28,13 +28,16 @@ from PIL import Image
 from pydicom.encaps import generate_frames
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.filewriter import write_file_meta_info
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut  # type: ignore[attr-defined]
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from service.frame_headers import frame_size
 from service.image_shape import DEFAULT_MAX_PIXELS, check_shape
 from service.input_errors import (
-    ImageDecodeError, ImageTooLargeError, NotChestXrayError, UnsupportedDicomError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    NotChestXrayError,
+    UnsupportedDicomError,
 )
 
 FRONTAL_VIEWS = {"AP", "PA"}
@@ -96,7 +99,7 @@ def _parse(data: bytes, max_inflated: int) -> pydicom.Dataset:
         raise ImageDecodeError(f"cannot parse DICOM ({type(exc).__name__})") from None
 
 
-def _inflated(meta, deflated: bytes, max_inflated: int) -> bytes:
+def _inflated(meta: pydicom.dataset.FileMetaDataset, deflated: bytes, max_inflated: int) -> bytes:
     """The deflated dataset inflated to at most `max_inflated` bytes, as an explicit-VR file."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     try:
@@ -109,7 +112,7 @@ def _inflated(meta, deflated: bytes, max_inflated: int) -> bytes:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     header = io.BytesIO()
     header.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(header, meta, enforce_standard=False)
+    write_file_meta_info(header, meta, enforce_standard=False)  # type: ignore[arg-type]  # any binary stream does
     return header.getvalue() + body
 
 
@@ -216,7 +219,8 @@ def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
         image = Image.frombuffer("I;16", pixels.shape[::-1], pixels, "raw", "I;16", 0, 1).convert("F")
     else:
         image = Image.fromarray(pixels.astype(np.float32), "F")
-    return np.rint(np.asarray(image.reduce(factor))).astype(pixels.dtype)
+    reduced: np.ndarray = np.rint(np.asarray(image.reduce(factor))).astype(pixels.dtype)
+    return reduced
 
 
 def _pixels(dataset: pydicom.Dataset, min_side: int | None) -> Image.Image:

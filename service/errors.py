@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,8 +11,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.input_errors import (
-    DeadlineExceededError, EmptyUploadError, OverloadedError, ImageDecodeError, ImageShapeError, ImageTooLargeError,
-    NotChestXrayError, UnsupportedDicomError, UnsupportedImageError,
+    DeadlineExceededError,
+    EmptyUploadError,
+    ImageDecodeError,
+    ImageShapeError,
+    ImageTooLargeError,
+    NotChestXrayError,
+    OverloadedError,
+    UnsupportedDicomError,
+    UnsupportedImageError,
 )
 
 log = logging.getLogger(__name__)
@@ -42,7 +50,7 @@ class ApiError(Exception):
         self.reason: str | None = None  # for not_chest_xray: what refused it (Prometheus label)
 
 
-def api_error_for(exc: BaseException) -> "ApiError":
+def api_error_for(exc: BaseException) -> ApiError:
     """The ApiError that answers a domain error; anything else is an internal error (logged by
     the caller). Never raises."""
     if isinstance(exc, ApiError):
@@ -56,7 +64,7 @@ def api_error_for(exc: BaseException) -> "ApiError":
     return ApiError(500, "internal_error", "internal error; it was logged with this request id")
 
 
-def error_body(code: str, message: str, request_id: str | None) -> dict:
+def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "request_id": request_id}
 
 
@@ -81,18 +89,18 @@ def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError):
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return api_error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
         request.state.error_code = code
         return error_response(exc.status_code, code, str(exc.detail), _request_id(request),
                               getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError):
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         # a malformed request is the client's mistake: 400, naming the bad parts
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()

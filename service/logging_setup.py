@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 CONTEXT_FIELDS = ("request_id", "method", "route", "status", "latency_ms", "error_code",
                   "provider", "model_version", "plan")
@@ -15,7 +15,7 @@ CONTEXT_FIELDS = ("request_id", "method", "route", "status", "latency_ms", "erro
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

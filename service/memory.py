@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import logging
+import os
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class MemoryWatermark:
 
     def __init__(self) -> None:
         name = ctypes.util.find_library("c")
+        self._trim: Callable[[int], int] | None
         try:
             self._trim = ctypes.CDLL(name).malloc_trim
         except (OSError, AttributeError, TypeError):

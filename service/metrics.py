@@ -47,5 +47,5 @@ class ServiceMetrics:
         if MULTIPROCESS_DIR not in os.environ:
             return self.registry
         combined = CollectorRegistry()
-        multiprocess.MultiProcessCollector(combined)
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return combined

@@ -8,6 +8,8 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +31,7 @@ CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key == name:
-            return value.decode("latin-1")
+            return str(value.decode("latin-1"))
     return None
 
 
@@ -106,8 +108,8 @@ class RequestContextMiddleware:
             )
 
 
-async def _send_json(send: Send, status: int, body: dict, close: bool = False,
-                     headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False,
+                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     encoded = json.dumps(body).encode()
     extra = [(b"connection", b"close")] if close else []
     await send({

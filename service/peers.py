@@ -13,16 +13,19 @@ import ctypes
 
 from cxr_common.hardware import SPAWN
 
+Counts = ctypes.Array[ctypes.c_int]
 
-def shared_counts(workers: int) -> ctypes.Array:
+
+def shared_counts(workers: int) -> Counts:
     """The counts, zeroed, to hand to each worker process at its start."""
-    return SPAWN.RawArray("i", workers)
+    counts: Counts = SPAWN.RawArray(ctypes.c_int, workers)
+    return counts
 
 
 class PeerLoad:
     """This worker's slot in the shared counts, and a look at the others'."""
 
-    def __init__(self, counts: ctypes.Array, slot: int):
+    def __init__(self, counts: Counts, slot: int):
         self._counts, self._slot = counts, slot
         self._counts[slot] = 0  # a replaced worker starts with nothing in flight
 

@@ -36,6 +36,9 @@ from service.worker_threads import WorkerThreads
 
 log = logging.getLogger(__name__)
 
+# a request's pixels waiting for a batch: (pixels, with the CAM, where its predictions go)
+_Waiting = tuple[np.ndarray, bool, "asyncio.Future[list[Prediction]]"]
+
 
 class Runner(Protocol):
     classifier: Classifier
@@ -112,8 +115,8 @@ class BatchingRunner:
         self.classifier, self.metrics, self.limits = classifier, metrics, limits
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
-        self._queue: asyncio.Queue[tuple[np.ndarray, bool, asyncio.Future]] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
         self._workers = WorkerThreads(threads, "cxr-decode")
         self._inference = WorkerThreads(1, "cxr-infer")  # one batch at a time, in its own thread
 
@@ -146,11 +149,11 @@ class BatchingRunner:
         return await self._workers.run(with_heatmaps, results) if heatmap else results
 
     async def _submit(self, pixels: np.ndarray, heatmap: bool) -> list[Prediction]:
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()
         await self._queue.put((pixels, heatmap, future))
         return await future
 
-    async def _collect(self) -> list[tuple[np.ndarray, bool, asyncio.Future]]:
+    async def _collect(self) -> list[_Waiting]:
         """The first waiting request, then companions until the batch is full or the wait ends."""
         items = [await self._queue.get()]
         count = len(items[0][0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -98,10 +98,10 @@ class ModelInfo(BaseModel):
     execution_provider: str = Field(..., examples=["CPUExecutionProvider"])
     created_at: str
     training_data_sha256: str
-    metrics: dict = Field(..., description="the model card's validation metrics")
+    metrics: dict[str, Any] = Field(..., description="the model card's validation metrics")
     outputs: list[str] = Field(..., description="the model outputs the service reads")
-    input_check: dict = Field(..., description="the image check: mode, method, threshold, rule")
-    reference_check: dict = Field(..., description="the start-up self-check: images, largest difference, tolerance")
+    input_check: dict[str, Any] = Field(..., description="the image check: mode, method, threshold, rule")
+    reference_check: dict[str, Any] = Field(..., description="the start-up self-check: images, largest difference, tolerance")
     api_key_required: bool = Field(..., description="whether /predict asks for an API key")
 
 
@@ -109,7 +109,7 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "not_ready"]
 
 
-def error_examples(*cases: tuple[int, str, str]) -> dict:
+def error_examples(*cases: tuple[int, str, str]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries: status -> an example error body."""
     return {
         status: {

@@ -73,7 +73,7 @@ def check_images(results: list[Scored | ApiError], classifier: Classifier, mode:
     checked: list[Scored | ApiError] = []
     for result in results:
         score = result.prediction.image_score if isinstance(result, Scored) else None
-        if score is None or score <= check.threshold:
+        if not isinstance(result, Scored) or score is None or score <= check.threshold:
             checked.append(result)
             continue
         why = (f"the image check scores this image {score:.1f}, above its threshold {check.threshold:.1f}: "

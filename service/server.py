@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import socket
 import tempfile
 import time
 from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,7 +33,7 @@ from service.http_protocol import protocol_class
 from service.logging_setup import configure_logging
 from service.memory import keep_freed_memory
 from service.metrics import MULTIPROCESS_DIR
-from service.peers import PeerLoad, shared_counts
+from service.peers import Counts, PeerLoad, shared_counts
 from service.plan import ServingPlan
 
 log = logging.getLogger("service")
@@ -89,8 +89,9 @@ def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
 def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None,  # keep our JSON logs
-        http=protocol_class(settings.connection_limits()), timeout_keep_alive=settings.keep_alive_s,
-        timeout_graceful_shutdown=settings.graceful_shutdown_s)
+        # uvicorn annotates both as int; it passes them to asyncio, which takes any seconds
+        http=protocol_class(settings.connection_limits()), timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.graceful_shutdown_s)  # type: ignore[arg-type]
 
 
 def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
@@ -134,7 +135,8 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(settings: Settings, plan: ServingPlan, load_counts, ready_flags, slot: int, parent: int) -> None:
+def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_flags: Counts, slot: int,
+            parent: int) -> None:
     """One worker process: its own socket on the shared port, its own app and model; its slot
     in `load_counts` tells the others how busy it is, in `ready_flags` that it has started."""
     _die_with_parent(parent)
@@ -154,7 +156,7 @@ class _Slot:
 
     def __init__(self, index: int):
         self.index = index
-        self.process: multiprocessing.Process | None = None
+        self.process: BaseProcess | None = None
         self.started_at = 0.0
         self.deaths_in_a_row = 0
         self.restart_at: float | None = None
@@ -176,16 +178,17 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
 
     def start(slot: _Slot) -> None:
         ready_flags[slot.index] = 0
-        slot.process = SPAWN.Process(target=_worker, name="cxr-worker",
-                                     args=(settings, plan, load_counts, ready_flags, slot.index, os.getpid()))
-        slot.process.start()
+        process = SPAWN.Process(target=_worker, name="cxr-worker",
+                                args=(settings, plan, load_counts, ready_flags, slot.index, os.getpid()))
+        process.start()
+        slot.process = process
         slot.started_at, slot.restart_at = time.monotonic(), None
 
-    def stop(signum, frame) -> None:
+    def stop(signum: int | None, frame: object) -> None:
         nonlocal stopping
         stopping = True
         for slot in slots:
-            if slot.process is not None and slot.process.is_alive():
+            if slot.process is not None and slot.process.pid is not None and slot.process.is_alive():
                 os.kill(slot.process.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)  # before the first start: no worker is ever left behind

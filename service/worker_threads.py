@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future]
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
-def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
     if future.done():  # the caller went away (client disconnect, shutdown)
         return
     if error is None:
@@ -56,7 +56,7 @@ class WorkerThreads:
         """`function(*args)` on one of the threads; its result or its exception here."""
         if not self._threads:
             raise RuntimeError(f"{self.name} threads are not running")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._jobs.put((function, args, future))
         self.pending += 1
         try:
@@ -65,6 +65,8 @@ class WorkerThreads:
             self.pending -= 1
 
     def _work(self) -> None:
+        loop = self._loop
+        assert loop is not None, "start() sets the loop before any thread runs"
         while (job := self._jobs.get()) is not None:
             function, args, future = job
             if future.cancelled():  # cancelled while it waited: skip the work
@@ -74,6 +76,6 @@ class WorkerThreads:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                 result, error = None, exc
             try:
-                self._loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(_settle, future, result, error)
             except RuntimeError:  # the event loop is closed: nobody is waiting any more
                 return

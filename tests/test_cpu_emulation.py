@@ -41,13 +41,13 @@ def test_shipped_models_pass_their_reference_check_on_an_avx2_only_cpu(model):
 
 
 def test_a_full_range_int8_twin_fails_its_reference_check_on_an_avx2_only_cpu(tmp_path, shared_data):
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     from cxr_common.reference_check import METADATA_KEY
     from model_export.checks import update_metadata
     from model_export.quantize import PixelsReader
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from service.classifier import Classifier
-
-    import onnx
 
     paths = [p for kind in ("NORMAL", "PNEUMONIA") for p in sorted((shared_data / "train" / kind).iterdir())[:64]]
     calibration = np.stack([np.asarray(_pixels(p)) for p in paths])

@@ -12,7 +12,13 @@ import onnxruntime as ort
 import pytest
 
 from cxr_common.model_metadata import (
-    CAM_OUTPUT, EXPORT_OUTPUTS, INPUT_NAME, LABELS, OUTPUT_NAME, REQUIRED_KEYS, ModelMetadata,
+    CAM_OUTPUT,
+    EXPORT_OUTPUTS,
+    INPUT_NAME,
+    LABELS,
+    OUTPUT_NAME,
+    REQUIRED_KEYS,
+    ModelMetadata,
 )
 from cxr_common.preprocessing import PREPROCESSING_VERSION, load_pixels, to_model_input
 from tests.conftest import BUNDLED_INT8_MODEL, REPO_ROOT

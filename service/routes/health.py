@@ -11,13 +11,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live", response_model=Health)
-async def live():
+async def live() -> Health:
     """The process is up and answering."""
     return Health(status="ok")
 
 
 @router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
-async def ready(request: Request):
+async def ready(request: Request) -> Health | JSONResponse:
     """200 once the model is loaded and a warm-up inference ran and while this worker takes
     more work; 503 before, during shutdown, and while its scoring queue is full."""
     state = request.app.state

@@ -12,6 +12,6 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus_metrics(metrics: MetricsDep):
+async def prometheus_metrics(metrics: MetricsDep) -> Response:
     """Requests by route and status, latency histogram, inference batch sizes, model info."""
     return Response(generate_latest(metrics.scrape_registry()), media_type=CONTENT_TYPE_LATEST)

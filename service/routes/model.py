@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
+from service.classifier import Classifier
 from service.deps import ClassifierDep, SettingsDep
 from service.schemas import ModelInfo
 
@@ -11,7 +14,7 @@ router = APIRouter(tags=["model"])
 
 
 @router.get("/model", response_model=ModelInfo)
-async def model_info(request: Request, classifier: ClassifierDep, settings: SettingsDep):
+async def model_info(request: Request, classifier: ClassifierDep, settings: SettingsDep) -> ModelInfo:
     """Name, version, hash, input size, labels, threshold, execution provider and metrics."""
     metadata = classifier.metadata
     return ModelInfo(
@@ -39,7 +42,7 @@ async def model_info(request: Request, classifier: ClassifierDep, settings: Sett
     )
 
 
-def _input_check(classifier, mode: str) -> dict:
+def _input_check(classifier: Classifier, mode: str) -> dict[str, Any]:
     check = classifier.image_check
     base = {"mode": mode, "dicom_attributes": True}
     if check is None:

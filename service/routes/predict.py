@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from service.classifier import Classifier
+from service.classifier import Classifier, Prediction
 from service.deps import ApiKeyDep, ScoringDep, SettingsDep
 from service.errors import ApiError
 from service.heatmap import Heatmap
 from service.schemas import (
-    BatchItem, BatchResponse, ErrorDetail, HeatmapOut, InputInfo, ModelRef, PneumoniaType, PredictResponse,
-    Probabilities, TypeProbabilities, error_examples,
+    BatchItem,
+    BatchResponse,
+    ErrorDetail,
+    HeatmapOut,
+    InputInfo,
+    ModelRef,
+    PneumoniaType,
+    PredictResponse,
+    Probabilities,
+    TypeProbabilities,
+    error_examples,
 )
 from service.scoring import Scored
 from service.scoring_service import ScoringService, score_or_error
@@ -78,7 +88,7 @@ async def _read_single_file(request: Request) -> bytes:
     return data
 
 
-def _until_disconnected(request: Request):
+def _until_disconnected(request: Request) -> Callable[[], Awaitable[None]]:
     """Resolves when the client goes away. Called once the body is read: the server's next
     message is then the disconnect (or the end of the answer)."""
     async def wait() -> None:
@@ -87,7 +97,7 @@ def _until_disconnected(request: Request):
     return wait
 
 
-def _type(prediction) -> PneumoniaType | None:
+def _type(prediction: Prediction) -> PneumoniaType | None:
     if prediction.viral is None:
         return None
     return PneumoniaType(label=prediction.pneumonia_type, probabilities=TypeProbabilities(
@@ -133,7 +143,7 @@ def _check_heatmap(scoring: ScoringService, heatmap: bool) -> None:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request, scoring: ScoringDep, heatmap: bool = HeatmapQuery):
+async def predict(request: Request, scoring: ScoringDep, heatmap: bool = HeatmapQuery) -> Response:
     """Score one X-ray (the raw body as image/jpeg, image/png or application/dicom, or multipart field `file`)."""
     started = time.perf_counter()
     _check_heatmap(scoring, heatmap)
@@ -147,7 +157,7 @@ async def predict(request: Request, scoring: ScoringDep, heatmap: bool = Heatmap
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=BATCH_BODY)
 async def predict_batch(request: Request, scoring: ScoringDep, settings: SettingsDep,
-                        heatmap: bool = HeatmapQuery):
+                        heatmap: bool = HeatmapQuery) -> Response:
     """Score several X-rays (multipart field `files`); one result or error per file, in order."""
     started = time.perf_counter()
     _check_heatmap(scoring, heatmap)

@@ -197,7 +197,9 @@ def test_cross_validation_interrupted_and_resumed_gives_the_same_table(subset_cl
     shutil.rmtree(interrupted / "fold-2")
     (interrupted / "cv.json").unlink()
     resumed = cv(interrupted)
-    strip = lambda table: [{k: v for k, v in fold.items() if k != "minutes"} for fold in table["per_fold"]]
+    def strip(table):
+        return [{k: v for k, v in fold.items() if k != "minutes"} for fold in table["per_fold"]]
+
     assert strip(resumed) == strip(whole)
     validation = [set(json.loads((tmp_path / "whole" / f"fold-{k}" / "result.json").read_text())["validation_files"])
                   for k in (1, 2)]

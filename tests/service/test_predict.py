@@ -6,11 +6,15 @@ import io
 
 import numpy as np
 import pydicom
-from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless,
-)
 import pytest
 from PIL import Image
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    RLELossless,
+)
 
 from tests.conftest import dicom_sample
 from tests.service.conftest import assert_error, png_bytes

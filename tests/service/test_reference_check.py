@@ -69,9 +69,10 @@ def test_model_route_reports_the_checks(client):
 
 
 def test_a_model_with_only_the_old_single_output_still_serves(bundled_model, tmp_path, val_images):
+    from fastapi.testclient import TestClient
+
     from service.app import create_app
     from service.config import Settings
-    from fastapi.testclient import TestClient
 
     model = onnx.load(str(bundled_model))
     keep = model.graph.output[0]

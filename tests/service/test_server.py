@@ -12,6 +12,7 @@ import pytest
 
 from tests.servers import free_port, running_service, start_service, wait_ready
 
+
 @pytest.fixture(scope="module")
 def server(bundled_model, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"

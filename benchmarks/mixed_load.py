@@ -1,0 +1,286 @@
+"""Good, bad, slow and vanishing clients at once against the real service on loopback, bounded
+in time; prints what each kind of client got, the service's memory over the run, and checks
+that every request was answered, none with a 5xx, and memory stayed flat.
+
+    python -m benchmarks.mixed_load [--seconds 60] [--concurrency 32] [--sigterm-at 30]
+
+Clients (shares of the concurrency): good 60% (real X-rays, JPEG and DICOM, on kept-alive
+connections), bad 20% (not an image, a truncated JPEG, a photograph, an empty body, a 1 MB
+header), slow 10% (headers a byte a second, or an upload that stalls), vanishing 10% (gone
+mid-upload). With --sigterm-at the service gets SIGTERM then; each request sent before it must
+still be answered (new connections are refused from then on, as they should be).
+Exit status 0 when every check holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
+HOST = "127.0.0.1"
+FLAT_MEMORY = 1.15  # memory at the end at most this times its level after the warm-up
+
+
+@dataclass
+class Tally:
+    statuses: Counter = field(default_factory=Counter)  # (client kind, status) -> count
+    unanswered: Counter = field(default_factory=Counter)  # kind -> requests sent but never answered
+    unanswered_before_sigterm: int = 0
+    sigterm_at: float | None = None
+
+    def record(self, kind: str, status: int | None, sent_at: float, accepted: bool = True) -> None:
+        """`accepted`: the request's headers were all sent (a server may drop one whose
+        headers never completed when it shuts down)."""
+        if status is None:
+            self.unanswered[kind] += 1
+            if accepted and (self.sigterm_at is None or sent_at < self.sigterm_at):
+                self.unanswered_before_sigterm += 1
+        else:
+            self.statuses[(kind, status)] += 1
+
+
+def _request(path: str, body: bytes, media_type: str, extra: bytes = b"") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: {media_type}\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
+
+
+async def _answer(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+async def _exchange(port: int, requests: list[bytes], kind: str, tally: Tally, deadline: float) -> None:
+    """Requests one after another on kept-alive connections (a new one after a close)."""
+    index = 0
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:  # refused: the service has stopped listening (SIGTERM)
+            return
+        try:
+            while time.monotonic() < deadline:
+                request = requests[index % len(requests)]
+                index += 1
+                sent_at = time.monotonic()
+                writer.write(request)
+                try:
+                    status = await asyncio.wait_for(_answer(reader), 60)
+                except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+                    tally.record(kind, None, sent_at)
+                    break
+                tally.record(kind, status, sent_at)
+                if status in (408, 431):  # the server closes after these
+                    break
+        finally:
+            writer.close()
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    for byte in data:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(1.0)
+
+
+async def _slow(port: int, body: bytes, tally: Tally, deadline: float, stall: bool) -> None:
+    """Headers a byte a second (stall=False) or a body that stops half way (stall=True)."""
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            return
+        sent_at = time.monotonic()
+        request = _request("/predict", body, "image/jpeg")
+        if stall:
+            writer.write(request[: len(request) // 2])
+            sender = None
+        else:
+            sender = asyncio.ensure_future(_trickle(writer, request[:200]))
+        try:
+            status = await asyncio.wait_for(_answer(reader), 120)
+            tally.record("slow", status, sent_at)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            tally.record("slow", None, sent_at, accepted=stall)
+        finally:
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            writer.close()
+
+
+async def _vanish(port: int, body: bytes, tally: Tally, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            return
+        request = _request("/predict", body, "image/jpeg")
+        writer.write(request[: len(request) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.transport.abort()  # a reset, as a dropped link looks
+        tally.statuses[("vanishing", "gone")] += 1
+        await asyncio.sleep(0.3)
+
+
+def _bodies(data: Path) -> tuple[list[bytes], list[bytes], bytes]:
+    from pydicom.data import get_testdata_file
+    from skimage import data as samples
+
+    jpegs = sorted((data / "val").rglob("*.jpeg"))
+    good = [_request("/predict", p.read_bytes(), "image/jpeg") for p in jpegs]
+    good.append(_request("/predict", Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes(), "application/dicom"))
+    photo = io.BytesIO()
+    Image.fromarray(samples.astronaut()).save(photo, "JPEG")
+    jpeg = jpegs[0].read_bytes()
+    bad = [
+        _request("/predict", b"not an image at all", "application/octet-stream"),  # 415
+        _request("/predict", jpeg[: len(jpeg) // 3], "image/jpeg"),  # 422 undecodable
+        _request("/predict", photo.getvalue(), "image/jpeg"),  # 422 not_chest_xray
+        _request("/predict", b"", "image/jpeg"),  # 400
+        _request("/predict", b"", "image/jpeg", b"X-Big: " + b"a" * 1024 * 1024 + b"\r\n"),  # 431
+    ]
+    return good, bad, jpeg
+
+
+def _tree_rss_mb(pid: int) -> float:
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+async def _sample_memory(pid: int, samples: list[float], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        samples.append(_tree_rss_mb(pid))
+        await asyncio.sleep(2.0)
+
+
+async def _run(port: int, pid: int, data: Path, concurrency: int, seconds: float, sigterm_at: float | None,
+               tally: Tally, memory: list[float]) -> None:
+    good, bad, jpeg = _bodies(data)
+    deadline = time.monotonic() + seconds
+    shares = {"good": 0.6, "bad": 0.2, "slow": 0.1}
+    counts = {kind: max(1, round(concurrency * share)) for kind, share in shares.items()}
+    counts["vanishing"] = max(1, concurrency - sum(counts.values()))
+    tasks = [_exchange(port, good[i::counts["good"]] or good, "good", tally, deadline) for i in range(counts["good"])]
+    tasks += [_exchange(port, bad[i % len(bad):] + bad[: i % len(bad)], "bad", tally, deadline)
+              for i in range(counts["bad"])]
+    tasks += [_slow(port, jpeg, tally, deadline, stall=bool(i % 2)) for i in range(counts["slow"])]
+    tasks += [_vanish(port, jpeg, tally, deadline) for _ in range(counts["vanishing"])]
+    tasks.append(_sample_memory(pid, memory, deadline))
+    if sigterm_at is not None:
+        async def terminate() -> None:
+            await asyncio.sleep(sigterm_at)
+            tally.sigterm_at = time.monotonic()
+            os.kill(pid, signal.SIGTERM)
+        tasks.append(terminate())
+    await asyncio.gather(*tasks)
+
+
+def _start(model: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.servers import free_port
+
+    port = free_port()
+    output = open(log, "w")
+    process = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model", str(model)],
+                               cwd=REPO_ROOT, env={**os.environ, "CXR_WORKERS": str(workers)},
+                               stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/health/ready", timeout=2).status_code == 200:
+                time.sleep(1.0)  # every worker up, not only the first to answer
+                return process, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the service did not start; see {log}")
+
+
+def _five_xx_in_metrics(port: int) -> float:
+    import re
+
+    text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
+    return sum(float(v) for v in re.findall(r'^cxr_requests_total\{[^}]*status="5\d\d"\} (\S+)$', text, re.M))
+
+
+def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
+        sigterm_at: float | None) -> bool:
+    log = Path(tempfile.mkdtemp(prefix="cxr-mixed-")) / "service.log"
+    process, port = _start(model, workers, log)
+    tally, memory = Tally(), []
+    try:
+        asyncio.run(_run(port, process.pid, data, concurrency, seconds, sigterm_at, tally, memory))
+        metrics_5xx = _five_xx_in_metrics(port) if sigterm_at is None else 0.0
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        exit_status = process.wait(60)
+    print(f"{seconds:.0f} s, concurrency {concurrency}, {workers} workers; service log {log}")
+    for (kind, status), count in sorted(tally.statuses.items(), key=str):
+        print(f"  {kind:9s} {status!s:5s} {count}")
+    for kind, count in tally.unanswered.items():
+        print(f"  {kind:9s} unanswered {count}")
+    five_xx = sum(c for (_, s), c in tally.statuses.items() if isinstance(s, int) and s >= 500
+                  and not (sigterm_at is not None and s == 503))
+    warm = memory[min(3, len(memory) - 1)] if memory else 0.0
+    flat = bool(memory) and (sigterm_at is not None or memory[-1] <= warm * FLAT_MEMORY)
+    print(f"  memory (service, all processes): {warm:.0f} MB after warm-up, {memory[-1]:.0f} MB at the end, "
+          f"max {max(memory):.0f} MB ({len(memory)} samples)" if memory else "  memory: no samples")
+    answered = tally.unanswered_before_sigterm == 0 and (sigterm_at is not None or not tally.unanswered)
+    checks = {
+        "every request answered": answered,
+        "no 5xx answered": five_xx == 0,
+        "no 5xx in /metrics": metrics_5xx == 0,
+        "memory flat": flat,
+        "good requests served": tally.statuses[("good", 200)] > 0,
+    }
+    if sigterm_at is not None:
+        checks["service exited after SIGTERM"] = exit_status in (0, -signal.SIGTERM)
+    for name, passed in checks.items():
+        print(f"  {'ok  ' if passed else 'FAIL'} {name}")
+    return all(checks.values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sigterm-at", type=float, help="send SIGTERM this many seconds in")
+    args = parser.parse_args(argv)
+    return 0 if run(args.model, args.data, args.seconds, args.concurrency, args.workers, args.sigterm_at) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Admission control, readiness under load, refusals from the headers, the shutdown answer and
+secure-by-default start-up, against the real server on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import REPO_ROOT
+from tests.servers import free_port, running_app, start_service, wait_ready
+
+
+def _batch(paths) -> list:
+    return [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+
+
+def test_work_past_the_queue_limit_is_refused_at_once_and_readiness_follows(bundled_model, val_images):
+    settings = Settings(model_path=bundled_model, max_queued_images=16, max_batch_files=32)
+    with running_app(create_app(settings)) as url:
+        # more files than the whole queue takes: refused at once, with Retry-After
+        too_many = httpx.post(f"{url}/predict/batch", files=_batch(val_images * 2), timeout=30)
+        assert too_many.status_code == 503 and too_many.json()["error"]["code"] == "overloaded"
+        assert too_many.headers["retry-after"] == "1"
+
+        # a batch that fills the queue: while it is scored, readiness says 503 (fast) and a
+        # further request is refused; afterwards both recover
+        result: dict = {}
+        worker = threading.Thread(target=lambda: result.update(
+            full=httpx.post(f"{url}/predict/batch", files=_batch(val_images), timeout=60)))
+        ready_answers, refused = [], []
+        worker.start()
+        while worker.is_alive():
+            started = time.monotonic()
+            ready = httpx.get(f"{url}/health/ready", timeout=5)
+            ready_answers.append((ready.status_code, time.monotonic() - started))
+            if ready.status_code == 503:
+                extra = httpx.post(f"{url}/predict", content=val_images[0].read_bytes(), timeout=30)
+                refused.append(extra.status_code)
+        worker.join()
+        assert result["full"].status_code == 200
+        assert 503 in [status for status, _ in ready_answers], ready_answers
+        assert max(seconds for _, seconds in ready_answers) < 0.1  # answered from the event loop
+        assert refused and set(refused) <= {503, 200}  # 200 if the batch finished in between
+        assert httpx.get(f"{url}/health/ready", timeout=5).status_code == 200
+
+
+def test_an_unauthenticated_upload_is_refused_from_its_headers(bundled_model):
+    with running_app(create_app(Settings(model_path=bundled_model, api_keys="k1"))) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            # 45 MB announced, 64 KB sent: the answer must not wait for the rest
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                         b"Content-Length: %d\r\n\r\n" % (45 * 1024 * 1024) + bytes(64 * 1024))
+            started = time.monotonic()
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            assert time.monotonic() - started < 2
+            head = answer.split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 401") and b"connection: close" in head
+
+
+def test_requests_past_the_shutdown_timeout_get_the_json_503(bundled_model, normal_jpeg, tmp_path):
+    port = free_port()
+    log = tmp_path / "server.log"
+    process = start_service(log, "--port", str(port), "--model", str(bundled_model),
+                            env={"CXR_GRACEFUL_SHUTDOWN_S": "0.5", "CXR_BODY_IDLE_TIMEOUT_S": "30"})
+    wait_ready(process, f"http://127.0.0.1:{port}", log)
+    data = normal_jpeg.read_bytes()
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(data) + data[:1000])  # the rest never comes
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b"application/json" in head.lower()
+    assert json.loads(body)["error"]["code"] == "shutting_down"
+    process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("extra", "starts"), [
+    ({}, False),
+    ({"CXR_ALLOW_ANONYMOUS": "true"}, True),
+    ({"CXR_API_KEYS": "a-key"}, True),
+])
+def test_listening_beyond_loopback_needs_keys_or_a_stated_choice(bundled_model, tmp_path, extra, starts):
+    if not starts:
+        with pytest.raises(ValueError, match="CXR_ALLOW_ANONYMOUS"):
+            Settings(host="0.0.0.0")
+        result = subprocess.run([sys.executable, "-m", "service", "--host", "0.0.0.0", "--port", str(free_port())],
+                                cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2 and "CXR_ALLOW_ANONYMOUS" in result.stderr
+        return
+    port = free_port()
+    log = tmp_path / "server.log"
+    # bound to every interface; the test still talks to it over loopback only
+    process = start_service(log, "--host", "0.0.0.0", "--port", str(port), "--model", str(bundled_model), env=extra)
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}", log)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
