@@ -33,6 +33,7 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
 HOST = "127.0.0.1"
+READY_WITHIN_S = 0.1  # what a load balancer's health check may wait
 FLAT_MEMORY = 1.15  # memory at the end at most this times its level after the warm-up
 
 
@@ -175,6 +176,26 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
+async def _probe_readiness(port: int, seconds: list[float], deadline: float) -> None:
+    """/health/ready four times a second on a connection of its own, as a load balancer does."""
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            return
+        try:
+            while time.monotonic() < deadline:
+                started = time.monotonic()
+                writer.write(f"GET /health/ready HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+                await _answer(reader)
+                seconds.append(time.monotonic() - started)
+                await asyncio.sleep(0.25)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
 async def _sample_memory(pid: int, samples: list[float], deadline: float) -> None:
     while time.monotonic() < deadline:
         samples.append(_tree_rss_mb(pid))
@@ -182,7 +203,7 @@ async def _sample_memory(pid: int, samples: list[float], deadline: float) -> Non
 
 
 async def _run(port: int, pid: int, data: Path, concurrency: int, seconds: float, sigterm_at: float | None,
-               tally: Tally, memory: list[float]) -> None:
+               tally: Tally, memory: list[float], readiness: list[float]) -> None:
     good, bad, jpeg = _bodies(data)
     deadline = time.monotonic() + seconds
     shares = {"good": 0.6, "bad": 0.2, "slow": 0.1}
@@ -194,6 +215,7 @@ async def _run(port: int, pid: int, data: Path, concurrency: int, seconds: float
     tasks += [_slow(port, jpeg, tally, deadline, stall=bool(i % 2)) for i in range(counts["slow"])]
     tasks += [_vanish(port, jpeg, tally, deadline) for _ in range(counts["vanishing"])]
     tasks.append(_sample_memory(pid, memory, deadline))
+    tasks.append(_probe_readiness(port, readiness, deadline if sigterm_at is None else time.monotonic() + sigterm_at))
     if sigterm_at is not None:
         async def terminate() -> None:
             await asyncio.sleep(sigterm_at)
@@ -208,10 +230,10 @@ def _start(model: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]
     from tests.servers import free_port
 
     port = free_port()
-    output = open(log, "w")
-    process = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model", str(model)],
-                               cwd=REPO_ROOT, env={**os.environ, "CXR_WORKERS": str(workers)},
-                               stdout=output, stderr=subprocess.STDOUT)
+    with open(log, "w") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model", str(model)],
+                                   cwd=REPO_ROOT, env={**os.environ, "CXR_WORKERS": str(workers)},
+                                   stdout=output, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
@@ -236,9 +258,9 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
         sigterm_at: float | None) -> bool:
     log = Path(tempfile.mkdtemp(prefix="cxr-mixed-")) / "service.log"
     process, port = _start(model, workers, log)
-    tally, memory = Tally(), []
+    tally, memory, readiness = Tally(), [], []
     try:
-        asyncio.run(_run(port, process.pid, data, concurrency, seconds, sigterm_at, tally, memory))
+        asyncio.run(_run(port, process.pid, data, concurrency, seconds, sigterm_at, tally, memory, readiness))
         metrics_5xx = _five_xx_in_metrics(port) if sigterm_at is None else 0.0
     finally:
         if process.poll() is None:
@@ -255,6 +277,11 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
     flat = bool(memory) and (sigterm_at is not None or memory[-1] <= warm * FLAT_MEMORY)
     print(f"  memory (service, all processes): {warm:.0f} MB after warm-up, {memory[-1]:.0f} MB at the end, "
           f"max {max(memory):.0f} MB ({len(memory)} samples)" if memory else "  memory: no samples")
+    if readiness:
+        ordered = sorted(readiness)
+        print(f"  /health/ready under this load: median {1000 * ordered[len(ordered) // 2]:.1f} ms, "
+              f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.1f} ms, max {1000 * ordered[-1]:.1f} ms "
+              f"({len(ordered)} probes)")
     answered = tally.unanswered_before_sigterm == 0 and (sigterm_at is not None or not tally.unanswered)
     checks = {
         "every request answered": answered,
@@ -262,6 +289,7 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
         "no 5xx in /metrics": metrics_5xx == 0,
         "memory flat": flat,
         "good requests served": tally.statuses[("good", 200)] > 0,
+        "readiness within 100 ms": bool(readiness) and max(readiness) < READY_WITHIN_S,
     }
     if sigterm_at is not None:
         checks["service exited after SIGTERM"] = exit_status in (0, -signal.SIGTERM)

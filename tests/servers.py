@@ -73,7 +73,10 @@ def running_app(app):
     from service.server import uvicorn_config
 
     port = free_port()
-    settings = app.state.settings.model_copy(update={"host": "127.0.0.1", "port": port})
+    inner = app
+    while not hasattr(inner, "state") and hasattr(inner, "app"):  # through ASGI wrappers
+        inner = inner.app
+    settings = inner.state.settings.model_copy(update={"host": "127.0.0.1", "port": port})
     server = uvicorn.Server(uvicorn_config(settings, app))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,16 +17,17 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import REPO_ROOT
-from tests.servers import free_port, running_app, start_service, wait_ready
+from tests.servers import free_port, running_app, running_service, start_service, wait_ready
 
 
 def _batch(paths) -> list:
     return [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
 
 
-def test_work_past_the_queue_limit_is_refused_at_once_and_readiness_follows(bundled_model, val_images):
-    settings = Settings(model_path=bundled_model, max_queued_images=16, max_batch_files=32)
-    with running_app(create_app(settings)) as url:
+def test_work_past_the_queue_limit_is_refused_at_once_and_readiness_follows(bundled_model, val_images, tmp_path):
+    # the real service in its own process (the test's client must not share its GIL)
+    env = {"CXR_WORKERS": "1", "CXR_MAX_QUEUED_IMAGES": "16", "CXR_MAX_BATCH_FILES": "32"}
+    with running_service(tmp_path / "server.log", bundled_model, env=env) as (url, _):
         # more files than the whole queue takes: refused at once, with Retry-After
         too_many = httpx.post(f"{url}/predict/batch", files=_batch(val_images * 2), timeout=30)
         assert too_many.status_code == 503 and too_many.json()["error"]["code"] == "overloaded"
