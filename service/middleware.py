@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import RETRY_AFTER_S, error_body
+from service.http_protocol import ANSWERED_HERE
 from service.input_errors import ClientGoneError
 from service.metrics import ServiceMetrics
 
@@ -71,9 +72,10 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except (ClientGoneError, ClientDisconnect):
             # a flaky network, not a fault: nobody is left to answer, and the work not yet
-            # started was dropped (service.scoring_service)
-            status = CLIENT_GONE_STATUS
-            scope["state"]["error_code"] = "client_gone"
+            # started was dropped (service.scoring_service); or the protocol answered a stalled
+            # upload itself (service.http_protocol)
+            status, scope["state"]["error_code"] = scope["state"].get(
+                ANSWERED_HERE, (CLIENT_GONE_STATUS, "client_gone"))
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when CXR_GRACEFUL_SHUTDOWN_S is over;
             # their answer is the contract's 503, not uvicorn's plain-text 500. Not re-raised:

@@ -113,6 +113,7 @@ def test_card_metrics_reproduce_on_every_validation_set(bundled_model, validatio
         assert measured["pneumonia_type"]["roc_auc"] == pytest.approx(claimed["pneumonia_type"]["roc_auc"], abs=1e-6)
 
 
+@pytest.mark.slow  # scores every validation image twice
 def test_int8_model_is_within_half_a_point_of_float_on_every_set(bundled_model, validation_sets, card):
     assert card["int8"]["sha256"] == hashlib.sha256(BUNDLED_INT8_MODEL.read_bytes()).hexdigest()
     threshold = card["threshold"]["value"]

@@ -3,11 +3,15 @@ themselves are not asserted, only that each is measured and nothing failed)."""
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import subprocess
 import sys
 
 from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow  # a whole (short) benchmark run
 
 
 def test_a_short_benchmark_run_measures_every_figure_without_errors(shared_data, bundled_model):

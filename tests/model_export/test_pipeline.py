@@ -20,6 +20,8 @@ SIZE = 64
 SETS = ("validation", "shift_low", "shift_high")
 METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "brier", "ece")
 
+pytestmark = pytest.mark.slow  # trains small models
+
 
 def _train(data, out, *extra):
     args = ["train", "--data", str(data), "--out", str(out), "--arch", "tiny", "--image-size",

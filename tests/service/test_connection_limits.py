@@ -129,6 +129,7 @@ def test_an_upload_that_stalls_gets_408(url, normal_jpeg):
     assert status == 408 and body["error"]["code"] == "request_timeout"
     assert elapsed < SHORT["body_idle_timeout_s"] + 2 and _closed(sock)
     assert httpx.post(f"{url}/predict", content=data, timeout=30).status_code == 200  # others unaffected
+    assert _status_counts(url).get("408", 0) >= 1  # counted as what the client got, not as a 499
 
 
 def test_connections_past_the_cap_are_closed_at_once(url):

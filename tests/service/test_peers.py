@@ -73,7 +73,9 @@ def test_a_helper_thread_takes_requests_only_while_the_other_workers_are_idle(cl
         assert helped == 0
         assert not any(runner.alone)  # the other worker's core is taken: one thread for the model
     else:
-        assert 2 <= helped <= 4  # the two threads share the six requests
+        # all six arrive before any finishes, and each goes to the thread with fewer pending:
+        # scoring, helper, scoring, helper... whatever the timing of the work itself
+        assert helped == 3
     assert counts[0] == 0  # nothing left in flight
 
 

@@ -19,6 +19,8 @@ from service.server import SCHEDULING_POLICY
 from tests.conftest import REPO_ROOT
 from tests.servers import running_service
 
+pytestmark = pytest.mark.slow  # starts several multi-process services
+
 
 def _workers(pid: int) -> list[int]:
     """The server's worker processes (not multiprocessing's resource tracker)."""

@@ -1,0 +1,101 @@
+"""Our supervisor (service/server.py) against uvicorn's own (`uvicorn --workers`), paired rounds
+in one run, on the same images, the same app and the same per-worker settings.
+
+    python -m benchmarks.supervisors [--rounds 4] [--seconds 10]
+
+Ours: each worker binds its own socket on the port (SO_REUSEPORT) and sees the others' load
+(service/peers.py). uvicorn's: one socket shared by the workers, each worker an app alone. Both
+run two workers with one onnxruntime and one decoding thread each (what the plan gives two
+workers on two cores), and our HTTP protocol limits. Each round measures both, back to back, at
+concurrency 16 and 2 (keep-alive connections: how unevenly they land is the difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.loadgen import build_requests, run_load
+from benchmarks.serve import DEFAULT_DATA, HOST, free_port, load_bodies
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PER_WORKER = {"CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "1", "CXR_LOG_LEVEL": "WARNING"}
+
+
+def _command(kind: str, port: int, model: Path) -> list[str]:
+    if kind == "ours":
+        return [sys.executable, "-m", "service", "--port", str(port), "--model", str(model), "--workers", "2"]
+    return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", HOST,
+            "--port", str(port), "--workers", "2", "--http", "service.http_protocol:LimitedHttpToolsProtocol",
+            "--log-level", "warning", "--no-access-log"]
+
+
+def _start(kind: str, model: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    log = tempfile.NamedTemporaryFile("w", suffix=f"-{kind}.log", delete=False)
+    env = {**os.environ, **PER_WORKER, "CXR_MODEL_PATH": str(model)}
+    process = subprocess.Popen(_command(kind, port, model), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/health/ready", timeout=2).status_code == 200:
+                time.sleep(2.0)  # both workers up
+                return process, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{kind} did not start; see {log.name}")
+
+
+def _measure(kind: str, model: Path, bodies: list[tuple[bytes, str]], seconds: float) -> dict[int, float]:
+    process, port = _start(kind, model)
+    try:
+        requests = build_requests(HOST, port, bodies)
+        run_load(HOST, port, requests, 16, 2.0)  # warm-up
+        results = {}
+        for concurrency in (16, 2):
+            result = run_load(HOST, port, requests, concurrency, seconds)
+            if result.errors:
+                raise RuntimeError(f"{kind}: {result.errors} errors at c={concurrency}")
+            results[concurrency] = result.throughput
+        return results
+    finally:
+        process.terminate()
+        process.wait(60)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    bodies = load_bodies(args.data)
+    ratios: dict[int, list[float]] = {16: [], 2: []}
+    for round_number in range(1, args.rounds + 1):
+        order = ("ours", "uvicorn") if round_number % 2 else ("uvicorn", "ours")  # alternate who goes first
+        measured = {kind: _measure(kind, args.model, bodies, args.seconds) for kind in order}
+        for concurrency in ratios:
+            ratios[concurrency].append(measured["ours"][concurrency] / measured["uvicorn"][concurrency])
+        print(f"round {round_number}: " + "  ".join(
+            f"c={c}: ours {measured['ours'][c]:6.1f}  uvicorn {measured['uvicorn'][c]:6.1f} img/s"
+            for c in ratios), flush=True)
+    for concurrency, values in ratios.items():
+        print(f"ours / uvicorn's supervisor at c={concurrency}: {statistics.median(values):.2f}x "
+              f"(rounds {', '.join(f'{v:.2f}' for v in values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
