@@ -19,9 +19,7 @@ import asyncio
 import io
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +27,8 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
+
+from benchmarks.serve import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
@@ -162,20 +162,6 @@ def _bodies(data: Path) -> tuple[list[bytes], list[bytes], bytes]:
     return good, bad, jpeg
 
 
-def _tree_rss_mb(pid: int) -> float:
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")) / 1024
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, StopIteration):
-            continue
-    return total
-
-
 async def _probe_readiness(port: int, seconds: list[float], deadline: float) -> None:
     """/health/ready four times a second on a connection of its own, as a load balancer does."""
     while time.monotonic() < deadline:
@@ -196,14 +182,15 @@ async def _probe_readiness(port: int, seconds: list[float], deadline: float) -> 
             writer.close()
 
 
-async def _sample_memory(pid: int, samples: list[float], deadline: float) -> None:
+async def _sample_memory(server: Server, samples: list[float], deadline: float) -> None:
     while time.monotonic() < deadline:
-        samples.append(_tree_rss_mb(pid))
+        samples.append(server.rss_mb())
         await asyncio.sleep(2.0)
 
 
-async def _run(port: int, pid: int, data: Path, concurrency: int, seconds: float, sigterm_at: float | None,
+async def _run(server: Server, data: Path, concurrency: int, seconds: float, sigterm_at: float | None,
                tally: Tally, memory: list[float], readiness: list[float]) -> None:
+    port = server.port
     good, bad, jpeg = _bodies(data)
     deadline = time.monotonic() + seconds
     shares = {"good": 0.6, "bad": 0.2, "slow": 0.1}
@@ -214,37 +201,15 @@ async def _run(port: int, pid: int, data: Path, concurrency: int, seconds: float
               for i in range(counts["bad"])]
     tasks += [_slow(port, jpeg, tally, deadline, stall=bool(i % 2)) for i in range(counts["slow"])]
     tasks += [_vanish(port, jpeg, tally, deadline) for _ in range(counts["vanishing"])]
-    tasks.append(_sample_memory(pid, memory, deadline))
+    tasks.append(_sample_memory(server, memory, deadline))
     tasks.append(_probe_readiness(port, readiness, deadline if sigterm_at is None else time.monotonic() + sigterm_at))
     if sigterm_at is not None:
         async def terminate() -> None:
             await asyncio.sleep(sigterm_at)
             tally.sigterm_at = time.monotonic()
-            os.kill(pid, signal.SIGTERM)
+            server.process.send_signal(signal.SIGTERM)
         tasks.append(terminate())
     await asyncio.gather(*tasks)
-
-
-def _start(model: Path, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
-    sys.path.insert(0, str(REPO_ROOT))
-    from tests.servers import free_port
-
-    port = free_port()
-    with open(log, "w") as output:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model", str(model)],
-                                   cwd=REPO_ROOT, env={**os.environ, "CXR_WORKERS": str(workers)},
-                                   stdout=output, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/health/ready", timeout=2).status_code == 200:
-                time.sleep(1.0)  # every worker up, not only the first to answer
-                return process, port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the service did not start; see {log}")
 
 
 def _five_xx_in_metrics(port: int) -> float:
@@ -256,17 +221,17 @@ def _five_xx_in_metrics(port: int) -> float:
 
 def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
         sigterm_at: float | None) -> bool:
-    log = Path(tempfile.mkdtemp(prefix="cxr-mixed-")) / "service.log"
-    process, port = _start(model, workers, log)
+    server = Server("service", model, {"CXR_WORKERS": str(workers)}, settle_s=1.0)
     tally, memory, readiness = Tally(), [], []
     try:
-        asyncio.run(_run(port, process.pid, data, concurrency, seconds, sigterm_at, tally, memory, readiness))
-        metrics_5xx = _five_xx_in_metrics(port) if sigterm_at is None else 0.0
+        asyncio.run(_run(server, data, concurrency, seconds, sigterm_at, tally, memory, readiness))
+        metrics_5xx = _five_xx_in_metrics(server.port) if sigterm_at is None else 0.0
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        exit_status = process.wait(60)
-    print(f"{seconds:.0f} s, concurrency {concurrency}, {workers} workers; service log {log}")
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGTERM)
+        exit_status = server.process.wait(60)
+        server.log.close()
+    print(f"{seconds:.0f} s, concurrency {concurrency}, {workers} workers; service log {server.log.name}")
     for (kind, status), count in sorted(tally.statuses.items(), key=str):
         print(f"  {kind:9s} {status!s:5s} {count}")
     for kind, count in tally.unanswered.items():

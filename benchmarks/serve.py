@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -132,20 +133,25 @@ def free_port() -> int:
 
 
 class Server:
-    """A server subprocess on 127.0.0.1, ready when /health/ready answers 200."""
+    """A server subprocess on 127.0.0.1, ready when /health/ready answers 200 (then `settle_s`
+    more, for every worker process to be up, not only the first to answer). `command`: how to
+    start it on a port, instead of `python -m MODULE --port P --model MODEL`."""
 
-    def __init__(self, module: str, model: Path, extra_env: dict[str, str] | None = None):
+    def __init__(self, module: str, model: Path, extra_env: dict[str, str] | None = None,
+                 command: Callable[[int], list[str]] | None = None, settle_s: float = 0.0):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", str(self.port), "--model", str(model)],
-            cwd=REPO_ROOT, env={**os.environ, **(extra_env or {})}, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+        argv = command(self.port) if command else [sys.executable, "-m", module, "--port", str(self.port),
+                                                   "--model", str(model)]
+        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, **(extra_env or {})},
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 sys.exit(f"{module} exited: {Path(self.log.name).read_text()[-2000:]}")
             try:
                 if httpx.get(f"http://{HOST}:{self.port}/health/ready", timeout=1).status_code == 200:
+                    time.sleep(settle_s)
                     return
             except httpx.TransportError:
                 time.sleep(0.2)

@@ -13,18 +13,12 @@ concurrency 16 and 2 (keep-alive connections: how unevenly they land is the diff
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
 from benchmarks.loadgen import build_requests, run_load
-from benchmarks.serve import DEFAULT_DATA, HOST, free_port, load_bodies
+from benchmarks.serve import DEFAULT_DATA, HOST, Server, load_bodies
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PER_WORKER = {"CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "1", "CXR_LOG_LEVEL": "WARNING"}
@@ -38,27 +32,10 @@ def _command(kind: str, port: int, model: Path) -> list[str]:
             "--log-level", "warning", "--no-access-log"]
 
 
-def _start(kind: str, model: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    log = tempfile.NamedTemporaryFile("w", suffix=f"-{kind}.log", delete=False)
-    env = {**os.environ, **PER_WORKER, "CXR_MODEL_PATH": str(model)}
-    process = subprocess.Popen(_command(kind, port, model), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/health/ready", timeout=2).status_code == 200:
-                time.sleep(2.0)  # both workers up
-                return process, port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{kind} did not start; see {log.name}")
-
-
 def _measure(kind: str, model: Path, bodies: list[tuple[bytes, str]], seconds: float) -> dict[int, float]:
-    process, port = _start(kind, model)
+    env = {**PER_WORKER, "CXR_MODEL_PATH": str(model)}
+    server = Server(kind, model, env, command=lambda port: _command(kind, port, model), settle_s=2.0)
+    port = server.port
     try:
         requests = build_requests(HOST, port, bodies)
         run_load(HOST, port, requests, 16, 2.0)  # warm-up
@@ -70,8 +47,7 @@ def _measure(kind: str, model: Path, bodies: list[tuple[bytes, str]], seconds: f
             results[concurrency] = result.throughput
         return results
     finally:
-        process.terminate()
-        process.wait(60)
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

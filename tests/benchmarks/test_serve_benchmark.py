@@ -3,11 +3,11 @@ themselves are not asserted, only that each is measured and nothing failed)."""
 
 from __future__ import annotations
 
-import pytest
-
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import REPO_ROOT
 
