@@ -165,9 +165,10 @@ class Server:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
                 pending += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-            except FileNotFoundError:  # a process that just ended
+            except (FileNotFoundError, ProcessLookupError):  # a process that just ended
                 continue
-            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            # a process that is ending (a zombie) has no VmRSS line any more
+            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
         return total / 1024
 
     def stop(self) -> None:

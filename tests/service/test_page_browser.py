@@ -159,3 +159,26 @@ def test_the_api_docs_render_from_this_host_only(browser, url, path, rendered):
           and "Chest X-ray" in d.find_element(By.CSS_SELECTOR, rendered).text)
     assert _other_hosts(browser, url) == []
     assert _console_errors(browser) == []
+
+
+def test_with_keys_configured_the_page_asks_for_one(browser, bundled_model, normal_jpeg):
+    from selenium.webdriver.common.by import By
+
+    with running_app(create_app(Settings(model_path=bundled_model, api_keys="page-key"))) as keyed_url:
+        browser.get(keyed_url + "/")
+        key_field = _wait(browser, lambda d: d.find_element(By.ID, "api-key").is_displayed()
+                          and d.find_element(By.ID, "api-key"))
+        upload = browser.find_element(By.ID, "files")
+        upload.send_keys(str(normal_jpeg))  # no key yet: refused, and said why
+        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".result .refusal:not([hidden])"))
+        assert "unauthorized" in browser.find_element(By.CSS_SELECTOR, ".result .refusal").text
+        key_field.send_keys("page-key")
+        upload.send_keys(str(normal_jpeg))
+        _wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".result .label").text)
+        assert browser.find_element(By.CSS_SELECTOR, ".result .label").text in ("Normal", "Pneumonia")
+        # kept in the page's memory only
+        assert browser.execute_script("return localStorage.length + sessionStorage.length") == 0
+        assert "page-key" not in browser.execute_script("return document.cookie")
+        errors = [e for e in _console_errors(browser)
+                  if not (e.get("source") == "network" and "401" in e["message"])]  # the refusal provoked
+        assert errors == []
