@@ -40,18 +40,21 @@ def test_work_past_the_queue_limit_is_refused_at_once_and_readiness_follows(bund
             full=httpx.post(f"{url}/predict/batch", files=_batch(val_images), timeout=60)))
         ready_answers, refused = [], []
         worker.start()
-        while worker.is_alive():
-            started = time.monotonic()
-            ready = httpx.get(f"{url}/health/ready", timeout=5)
-            ready_answers.append((ready.status_code, time.monotonic() - started))
-            if ready.status_code == 503:
-                extra = httpx.post(f"{url}/predict", content=val_images[0].read_bytes(), timeout=30)
-                refused.append(extra.status_code)
+        # a kept-alive connection, as a load balancer's health check has; timed around the
+        # request alone (building an httpx client costs more CPU than the answer)
+        with httpx.Client(base_url=url, timeout=5) as probe:
+            while worker.is_alive():
+                started = time.monotonic()
+                ready = probe.get("/health/ready")
+                ready_answers.append((ready.status_code, time.monotonic() - started))
+                if ready.status_code == 503:
+                    extra = httpx.post(f"{url}/predict", content=val_images[0].read_bytes(), timeout=30)
+                    refused.append(extra.status_code)
         worker.join()
         assert result["full"].status_code == 200
         assert 503 in [status for status, _ in ready_answers], ready_answers
-        # answered from the event loop, not behind the scoring: timed from this client, which
-        # shares the two cores with the server, so a rare probe waits for a core (once 124 ms)
+        # answered from the event loop, not behind the scoring; this client shares the two cores
+        # with the server, so the bound is on the 95th percentile
         latencies = sorted(seconds for _, seconds in ready_answers)
         assert latencies[int(0.95 * (len(latencies) - 1))] < 0.1, latencies[-5:]
         assert refused and set(refused) <= {503, 200}  # 200 if the batch finished in between
