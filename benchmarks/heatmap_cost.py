@@ -12,26 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
+from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, load_bodies
 from service.classifier import Classifier
 from service.heatmap import make_heatmap
 from service.limits import Limits
 from service.scoring import Scored, attach, decode_all, pixels_of, with_heatmaps
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
-
-
-def _bodies(data: Path) -> list[bytes]:
-    from pydicom.data import get_testdata_file
-
-    bodies = [p.read_bytes() for p in sorted((data / "val").rglob("*.jpeg"))]
-    bodies.append(Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes())
-    return bodies
 
 
 def _one_request(classifier: Classifier, body: bytes, heatmap: bool) -> list[Scored | object]:
@@ -56,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     classifier = Classifier(args.model, intra_op_threads=1)  # one thread: CPU time is then one core's
-    bodies = _bodies(args.data)
+    bodies = [body for body, _ in load_bodies(args.data)]
     for heatmap in (False, True):  # warm-up
         cpu_ms_per_request(classifier, bodies[:2], heatmap)
     without, with_map = [], []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import signal
 import sys
 import time
@@ -28,10 +27,8 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from benchmarks.serve import Server
+from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, Server, load_bodies
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
 HOST = "127.0.0.1"
 READY_WITHIN_S = 0.1  # what a load balancer's health check may wait
 FLAT_MEMORY = 1.15  # memory at the end at most this times its level after the warm-up
@@ -143,15 +140,14 @@ async def _vanish(port: int, body: bytes, tally: Tally, deadline: float) -> None
 
 
 def _bodies(data: Path) -> tuple[list[bytes], list[bytes], bytes]:
-    from pydicom.data import get_testdata_file
+    """(good requests, bad requests, a real JPEG for the slow and vanishing clients)."""
     from skimage import data as samples
 
-    jpegs = sorted((data / "val").rglob("*.jpeg"))
-    good = [_request("/predict", p.read_bytes(), "image/jpeg") for p in jpegs]
-    good.append(_request("/predict", Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes(), "application/dicom"))
+    bodies = load_bodies(data)  # the benchmark's images: the val JPEGs and a chest DICOM
+    good = [_request("/predict", body, media_type) for body, media_type in bodies]
     photo = io.BytesIO()
     Image.fromarray(samples.astronaut()).save(photo, "JPEG")
-    jpeg = jpegs[0].read_bytes()
+    jpeg = bodies[0][0]
     bad = [
         _request("/predict", b"not an image at all", "application/octet-stream"),  # 415
         _request("/predict", jpeg[: len(jpeg) // 3], "image/jpeg"),  # 422 undecodable

@@ -18,9 +18,8 @@ import sys
 from pathlib import Path
 
 from benchmarks.loadgen import build_requests, run_load
-from benchmarks.serve import DEFAULT_DATA, HOST, Server, load_bodies
+from benchmarks.serve import DEFAULT_DATA, HOST, REPO_ROOT, Server, load_bodies
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PER_WORKER = {"CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "1", "CXR_LOG_LEVEL": "WARNING"}
 
 

@@ -86,9 +86,7 @@ def oriented_grayscale(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Imag
             # several times faster for full-resolution radiographs, same result after resizing.
             image.draft("L", (size, size))
         image = ImageOps.exif_transpose(image)
-        gray = _to_grayscale_8bit(image)
-        gray.load()
-        return gray
+        return _to_grayscale_8bit(image)  # convert() decodes, so corrupt data raises here
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
 

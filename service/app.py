@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from cxr_common.hardware import available_cores
-from service.classifier import Classifier
+from service.classifier import CPU, Classifier
 from service.config import Settings
 from service.errors import install_error_handlers
+from service.limits import Limits
 from service.metrics import ServiceMetrics
 from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.peers import PeerLoad
@@ -34,18 +35,18 @@ Errors always answer `{"error": {"code", "message"}, "request_id"}` with a 4xx s
 
 
 def load_classifier(settings: Settings, plan: ServingPlan | None = None) -> Classifier:
-    """The model with `plan`'s thread counts (without a plan: those of one process on every core)."""
-    threads = settings.intra_op_threads or available_cores()
-    return Classifier(settings.model_path, settings.device, plan.onnx_threads if plan else threads,
-                      plan.solo_threads if plan else threads)
+    """The model with `plan`'s thread counts (without a plan: those of one process on every core,
+    which do not depend on the provider)."""
+    threads = plan or single_process_plan(settings, CPU, available_cores())
+    return Classifier(settings.model_path, settings.device, threads.onnx_threads, threads.solo_threads)
 
 
-def make_runner(classifier: Classifier, settings: Settings, plan: ServingPlan, metrics: ServiceMetrics,
-                peers: PeerLoad | None) -> Runner:
+def make_runner(classifier: Classifier, settings: Settings, plan: ServingPlan, limits: Limits,
+                metrics: ServiceMetrics, peers: PeerLoad | None) -> Runner:
     if plan.batching:
-        return BatchingRunner(classifier, metrics, plan.decode_threads, settings.limits(),
+        return BatchingRunner(classifier, metrics, plan.decode_threads, limits,
                               settings.batch_max_size, settings.batch_max_wait_ms)
-    return DirectRunner(classifier, metrics, plan.decode_threads, settings.limits(), peers)
+    return DirectRunner(classifier, metrics, plan.decode_threads, limits, peers)
 
 
 def create_app(settings: Settings | None = None, classifier: Classifier | None = None,
@@ -62,8 +63,9 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         loaded.warm_up()
         app.state.classifier = loaded
         resolved = plan or single_process_plan(settings, loaded.provider, available_cores())
-        runner = make_runner(loaded, settings, resolved, service_metrics, peers)
-        app.state.scoring = ScoringService(runner, service_metrics, settings.limits(), settings.request_deadline_s,
+        limits = settings.limits()
+        runner = make_runner(loaded, settings, resolved, limits, service_metrics, peers)
+        app.state.scoring = ScoringService(runner, service_metrics, limits, settings.request_deadline_s,
                                            settings.max_queued_images)
         await runner.start()
         meta = loaded.metadata

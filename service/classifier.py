@@ -90,8 +90,9 @@ class Classifier:
             )
         self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
         self._check_signature()
-        self.outputs = [o.name for o in self.session.get_outputs() if o.name in (OUTPUT_NAME, VIRAL_OUTPUT)]
-        self.has_cam = CAM_OUTPUT in {o.name for o in self.session.get_outputs()}
+        available = [o.name for o in self.session.get_outputs()]
+        self.outputs = [name for name in available if name in (OUTPUT_NAME, VIRAL_OUTPUT)]
+        self.has_cam = CAM_OUTPUT in available
         self.image_check = self._load_image_check()
         if self.image_check is not None:
             self.outputs.append(FEATURES_OUTPUT)
@@ -107,7 +108,7 @@ class Classifier:
         text = self.metadata.extra.get(image_check.METADATA_KEY)
         if text is None:
             return None
-        if FEATURES_OUTPUT not in {o.name for o in self.session.get_outputs()}:
+        if FEATURES_OUTPUT not in [o.name for o in self.session.get_outputs()]:
             raise ModelLoadError(f"model {self.name} declares an image check but has no '{FEATURES_OUTPUT}' output")
         try:
             return ImageCheck.from_json(text)

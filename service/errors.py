@@ -36,9 +36,10 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
     (DeadlineExceededError, 503, "deadline_exceeded"),
     (OverloadedError, 503, "overloaded"),
 )
-# Retry-After for the 503s: a full queue drains in well under a second; a request that ran past
-# the deadline met heavy work that a retry at once would meet again
-RETRY_AFTER_S = {"overloaded": "1", "deadline_exceeded": "5"}
+# Retry-After for the 503s: a full queue drains in well under a second, and a retry after a
+# shutdown goes to another instance; a request that ran past the deadline met heavy work that
+# a retry at once would meet again
+RETRY_AFTER_S = {"overloaded": "1", "shutting_down": "1", "deadline_exceeded": "5"}
 
 
 class ApiError(Exception):

@@ -84,7 +84,7 @@ class RequestContextMiddleware:
             if not response_started:
                 await _send_json(send_with_id, 503, error_body(
                     "shutting_down", "the service is shutting down; retry on another instance", request_id),
-                    close=True, headers=[(b"retry-after", RETRY_AFTER_S["overloaded"].encode())])
+                    close=True, headers=[(b"retry-after", RETRY_AFTER_S["shutting_down"].encode())])
         except Exception:
             # A bug, not the client's doing: logged with the id, and still answered in the
             # contract (JSON, request id in body and header). `Connection: close`, since the

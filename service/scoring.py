@@ -72,10 +72,11 @@ def check_images(results: list[Scored | ApiError], classifier: Classifier, mode:
         return results
     checked: list[Scored | ApiError] = []
     for result in results:
-        score = result.prediction.image_score if isinstance(result, Scored) else None
-        if not isinstance(result, Scored) or score is None or score <= check.threshold:
+        if not isinstance(result, Scored) or result.prediction.image_score is None \
+                or result.prediction.image_score <= check.threshold:
             checked.append(result)
             continue
+        score = result.prediction.image_score
         why = (f"the image check scores this image {score:.1f}, above its threshold {check.threshold:.1f}: "
                "it does not look like a frontal chest X-ray")
         if mode == "refuse":
