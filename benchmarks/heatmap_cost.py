@@ -1,6 +1,6 @@
 """What ?heatmap=true costs: CPU time per request with and without, in one run, on the same
 images (the 16 official val JPEGs at full resolution and a chest DICOM), through the service's
-own decode + score path in one thread (service.runners.DirectRunner's work, without HTTP).
+own decode + score path in one thread (service.inference.runners.DirectRunner's work, without HTTP).
 
     python -m benchmarks.heatmap_cost [--rounds 5]
 
@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, load_bodies
-from service.classifier import Classifier
-from service.heatmap import make_heatmap
-from service.limits import Limits
-from service.scoring import Scored, attach, decode_all, pixels_of, with_heatmaps
+from service.inference.classifier import Classifier
+from service.inference.heatmap import make_heatmap
+from service.inference.pipeline import Scored, attach, decode_all, pixels_of, with_heatmaps
+from service.inputs.limits import Limits
 
 
 def _one_request(classifier: Classifier, body: bytes, heatmap: bool) -> list[Scored | object]:

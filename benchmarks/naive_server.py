@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from PIL import Image
 
 from cxr_common.model_metadata import INPUT_NAME
-from service.dicom import is_dicom, read_dicom
+from service.inputs.dicom import is_dicom, read_dicom
 
 
 def create_app(model: str) -> FastAPI:

@@ -46,8 +46,8 @@ from cxr_common.model_metadata import INPUT_NAME, MODEL_FILE
 from cxr_common.preprocessing import to_model_input
 from model_export.speed import Layout, best_images_per_second, layout_images_per_second
 from service.config import Settings
-from service.decoding import decode_upload
-from service.memory import keep_freed_memory
+from service.inputs.decoding import decode_upload
+from service.process.memory import keep_freed_memory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = Path(os.environ.get("CXR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))

@@ -1,10 +1,10 @@
-"""Our supervisor (service/server.py) against uvicorn's own (`uvicorn --workers`), paired rounds
+"""Our supervisor (service/process/server.py) against uvicorn's own (`uvicorn --workers`), paired rounds
 in one run, on the same images, the same app and the same per-worker settings.
 
     python -m benchmarks.supervisors [--rounds 4] [--seconds 10]
 
 Ours: each worker binds its own socket on the port (SO_REUSEPORT) and sees the others' load
-(service/peers.py). uvicorn's: one socket shared by the workers, each worker an app alone. Both
+(service/process/peers.py). uvicorn's: one socket shared by the workers, each worker an app alone. Both
 run two workers with one onnxruntime and one decoding thread each (what the plan gives two
 workers on two cores), and our HTTP protocol limits. Each round measures both, back to back, at
 concurrency 16 and 2 (keep-alive connections: how unevenly they land is the difference).
@@ -26,8 +26,8 @@ PER_WORKER = {"CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "1", "CXR_LOG_L
 def _command(kind: str, port: int, model: Path) -> list[str]:
     if kind == "ours":
         return [sys.executable, "-m", "service", "--port", str(port), "--model", str(model), "--workers", "2"]
-    return [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host", HOST,
-            "--port", str(port), "--workers", "2", "--http", "service.http_protocol:LimitedHttpToolsProtocol",
+    return [sys.executable, "-m", "uvicorn", "--factory", "service.http.app:create_app", "--host", HOST,
+            "--port", str(port), "--workers", "2", "--http", "service.http.protocol:LimitedHttpToolsProtocol",
             "--log-level", "warning", "--no-access-log"]
 
 

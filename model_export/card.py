@@ -31,7 +31,7 @@ from model_export.ood import ood_sets
 from model_export.quantize import int8_weights_fit_int16_pairs, quantize
 from model_export.speed import best_images_per_second, paired_speedup
 from model_export.train import Arrays, set_metrics
-from service.image_shape import DEFAULT_MAX_PIXELS
+from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +206,9 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
     """Per out-of-distribution set: refused by the service's whole input check (DICOM attributes,
     shape, image check) and by the image check alone (attributes bypassed)."""
     from cxr_common.preprocessing import load_pixels
-    from service.decoding import decode_upload
-    from service.dicom import DicomPolicy, is_dicom
-    from service.input_errors import ImageShapeError, NotChestXrayError
+    from service.inputs.decoding import decode_upload
+    from service.inputs.dicom import DicomPolicy, is_dicom
+    from service.inputs.errors import ImageShapeError, NotChestXrayError
 
     size = session.get_inputs()[0].shape[1]
     result = {}

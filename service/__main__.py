@@ -14,11 +14,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cxr_common.hardware import available_cores
-from service.app import load_classifier
-from service.classifier import ModelLoadError
 from service.config import Settings
-from service.plan import make_plan
-from service.server import configure_process, serve
+from service.http.app import load_classifier
+from service.inference.classifier import ModelLoadError
+from service.process.plan import make_plan
+from service.process.server import configure_process, serve
 
 log = logging.getLogger("service")
 

@@ -10,11 +10,13 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules
 from cxr_common.model_metadata import MODEL_FILE
-from service.dicom import RADIOGRAPH_SOP_CLASSES, DicomPolicy
-from service.http_protocol import ConnectionLimits
-from service.image_shape import DEFAULT_MAX_PIXELS
-from service.limits import Limits
+from service.http.protocol import ConnectionLimits
+from service.inputs.chest_check import InputCheck
+from service.inputs.dicom import DicomPolicy
+from service.inputs.limits import Limits
+from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / MODEL_FILE
@@ -24,12 +26,6 @@ class Device(str, Enum):
     auto = "auto"  # CUDA when it really works, else CPU with a warning
     cuda = "cuda"  # refuse to start without a working CUDA provider
     cpu = "cpu"
-
-
-class InputCheck(str, Enum):
-    refuse = "refuse"  # inputs that are not frontal chest X-rays get 422 not_chest_xray
-    flag = "flag"  # scored anyway, with a warning in the answer
-    off = "off"  # no image check (the DICOM attribute checks still apply)
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,7 +51,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
-    # 0 for these three = chosen for the machine (see service/plan.py and the README)
+    # 0 for these three = chosen for the machine (see service/process/plan.py and the README)
     workers: int = Field(0, ge=0, description="server processes, each with its own copy of the model")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per process")
     decode_threads: int = Field(0, ge=0, description="uploads decoded at once per process")
@@ -73,7 +69,7 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
-    # per connection (see service/http_protocol.py)
+    # per connection (see service/http/protocol.py)
     header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this")
     body_idle_timeout_s: float = Field(30.0, gt=0, description="longest pause while an upload streams in")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
@@ -82,7 +78,7 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before 503")
     max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before 503")
     input_check: InputCheck = InputCheck.refuse
-    dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["CR", "DX"])
+    dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: sorted(DEFAULT_RULES.modalities))
     # SOP classes taken besides CR and DX image storage (e.g. secondary capture's 1.2.840.10008.5.1.4.1.1.7)
     dicom_extra_sop_classes: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -96,11 +92,11 @@ class Settings(BaseSettings):
                                 max_header_bytes=self.max_header_bytes, max_connections=self.max_connections)
 
     def limits(self) -> Limits:
-        policy = DicomPolicy(
+        policy = DicomPolicy(ChestRules(
             modalities=frozenset(m.upper() for m in self.dicom_modalities),
-            sop_classes=RADIOGRAPH_SOP_CLASSES | frozenset(self.dicom_extra_sop_classes),
-        )
-        return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check.value)
+            sop_classes=DEFAULT_RULES.sop_classes | frozenset(self.dicom_extra_sop_classes),
+        ))
+        return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check)
 
     @model_validator(mode="after")
     def _check_files(self) -> Settings:

@@ -70,7 +70,7 @@ def running_service(log: Path, model: Path, env: dict[str, str] | None = None, p
 def running_app(app):
     """The app under uvicorn in this process, configured as the service configures it (its
     protocol limits and timeouts from the app's settings); yields its URL."""
-    from service.server import uvicorn_config
+    from service.process.server import uvicorn_config
 
     port = free_port()
     inner = app

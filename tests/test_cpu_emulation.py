@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.skipif(QEMU is None, reason="qemu-user is not installed (apt-get install qemu-user); "
                                             "the AVX2-only CPU cannot be emulated here"),
 ]
-CHECK = ("import sys; from service.classifier import Classifier, ModelLoadError\n"
+CHECK = ("import sys; from service.inference.classifier import Classifier, ModelLoadError\n"
          "try:\n    c = Classifier(sys.argv[1], intra_op_threads=1)\n"
          "except ModelLoadError as exc:\n    print(exc); sys.exit(1)\n"
          "print(c.reference.largest_difference, c.reference.tolerance)")
@@ -47,7 +47,7 @@ def test_a_full_range_int8_twin_fails_its_reference_check_on_an_avx2_only_cpu(tm
     from cxr_common.reference_check import METADATA_KEY
     from model_export.checks import update_metadata
     from model_export.quantize import PixelsReader
-    from service.classifier import Classifier
+    from service.inference.classifier import Classifier
 
     paths = [p for kind in ("NORMAL", "PNEUMONIA") for p in sorted((shared_data / "train" / kind).iterdir())[:64]]
     calibration = np.stack([np.asarray(_pixels(p)) for p in paths])

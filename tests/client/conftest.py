@@ -11,8 +11,8 @@ import shutil
 import pytest
 from PIL import Image
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 from tests.conftest import dicom_sample
 from tests.servers import running_app
 

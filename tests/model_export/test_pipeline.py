@@ -157,7 +157,7 @@ def test_resume_continues_from_the_last_checkpoint(subset_class_folders, tmp_pat
 def test_publish_ships_float_and_int8_models_with_a_card(trained_run, tmp_path):
     from model_export.card import build_card
     from model_export.quantize import int8_weights_fit_int16_pairs
-    from service.classifier import Classifier
+    from service.inference.classifier import Classifier
 
     card = build_card(trained_run, tmp_path, speed_seconds=0.2)
     int8 = card["int8"]

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 
 
 def make_client(bundled_model, **settings) -> TestClient:

@@ -12,8 +12,8 @@ import time
 import httpx
 import pytest
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 from tests.servers import running_app
 
 SHORT = {"header_timeout_s": 1.5, "body_idle_timeout_s": 1.0, "keep_alive_s": 1.0, "max_connections": 8}

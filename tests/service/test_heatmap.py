@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from cxr_common.model_metadata import CAM_OUTPUT
-from service.decoding import decode_upload
-from service.heatmap import MAX_SIDE, cam_to_values
+from service.inference.heatmap import MAX_SIDE, cam_to_values
+from service.inputs.decoding import decode_upload
 from tests.conftest import dicom_sample
 from tests.service.conftest import assert_error, make_client
 

@@ -18,8 +18,8 @@ from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit
 
-from service.dicom import DicomPolicy, read_dicom
-from service.frame_headers import frame_size, j2k_size, jpeg_size
+from service.inputs.dicom import DicomPolicy, read_dicom
+from service.inputs.frame_headers import frame_size, j2k_size, jpeg_size
 from tests.conftest import dicom_sample
 from tests.dicoms import chest_dataset, encoded, to_bytes
 from tests.service.conftest import assert_error, make_client, png_bytes

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from service.config import Settings
-from service.logging_setup import JsonFormatter
+from service.process.logs import JsonFormatter
 from tests.conftest import dicom_sample
 from tests.service.conftest import assert_error, make_client
 

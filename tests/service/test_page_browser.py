@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 from tests.conftest import REPO_ROOT, dicom_sample
 from tests.servers import running_app
 

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from service.classifier import Classifier
-from service.limits import Limits
+from service.inference.classifier import Classifier
+from service.inference.runners import DirectRunner
+from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
-from service.peers import PeerLoad, shared_counts
-from service.runners import DirectRunner
+from service.process.peers import PeerLoad, shared_counts
 
 
 def test_each_worker_sees_whether_the_others_have_requests_in_flight():

@@ -81,7 +81,7 @@ def test_monochrome1_is_inverted_so_that_air_is_dark():
     # service's pixels must follow the inverted stored values, not the stored ones
     import pydicom
 
-    from service.decoding import decode_upload
+    from service.inputs.decoding import decode_upload
 
     path = dicom_sample("RG1_UNCR.dcm")
     stored = pydicom.dcmread(path).pixel_array.astype(np.float32)
@@ -102,7 +102,7 @@ def test_dicom_uncompressed_and_jpeg2000_agree(client):
 
 
 def test_dicom_monochrome1_is_inverted():
-    from service.dicom import read_dicom
+    from service.inputs.dicom import read_dicom
 
     image, _, _ = read_dicom(dicom_sample("RG1_UNCR.dcm").read_bytes())
     pixels = np.asarray(image, dtype=float)
@@ -141,14 +141,14 @@ def test_chest_dicoms_in_every_transfer_syntax_score_like_the_jpeg(client, norma
 )
 def test_dicom_transfer_syntaxes_and_layouts_decode(name):
     # other modalities, refused by the service; decoded here with the attribute checks off
-    from service.dicom import DicomPolicy, read_dicom
+    from service.inputs.dicom import DicomPolicy, read_dicom
 
     image, width, height = read_dicom(dicom_sample(name).read_bytes(), policy=DicomPolicy(check=False))
     assert image.mode == "L" and image.size == (width, height) and np.asarray(image).std() > 0
 
 
 def test_dicom_bits_stored_are_honoured():
-    from service.dicom import DicomPolicy, read_dicom
+    from service.inputs.dicom import DicomPolicy, read_dicom
 
     # 12 bits stored in 16: stretched over its own range, not a dark 1/16th of 16-bit range
     image, _, _ = read_dicom(dicom_sample("MR-SIEMENS-DICOM-WithOverlays.dcm").read_bytes(),
@@ -194,7 +194,7 @@ def test_batch_keeps_order_and_scores_around_a_bad_file(client, val_images):
 
 def test_dicom_reduced_decoding_matches_full_resolution():
     from cxr_common.preprocessing import image_to_pixels
-    from service.dicom import read_dicom
+    from service.inputs.dicom import read_dicom
 
     data = dicom_sample("RG1_UNCR.dcm").read_bytes()
     reduced = image_to_pixels(read_dicom(data, min_side=300)[0])
@@ -205,7 +205,7 @@ def test_dicom_reduced_decoding_matches_full_resolution():
 @pytest.mark.parametrize("dtype", ["<u2", "<i2", "u1"])
 def test_dicom_box_reduction_is_the_same_for_every_stored_type(dtype):
     # 16-bit unsigned values take Pillow's in-place path, the others a float copy: same averages
-    from service.dicom import _reduce
+    from service.inputs.dicom import _reduce
 
     high = {"<u2": 4096, "<i2": 2048, "u1": 256}[dtype]
     stored = np.random.default_rng(0).integers(0, high, size=(1200, 1304)).astype(dtype)

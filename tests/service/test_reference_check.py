@@ -14,7 +14,7 @@ import onnx.numpy_helper
 import pytest
 
 from cxr_common.reference_check import METADATA_KEY
-from service.classifier import Classifier, ModelLoadError
+from service.inference.classifier import Classifier, ModelLoadError
 from tests.conftest import BUNDLED_INT8_MODEL, REPO_ROOT
 from tests.servers import free_port
 
@@ -71,8 +71,8 @@ def test_model_route_reports_the_checks(client):
 def test_a_model_with_only_the_old_single_output_still_serves(bundled_model, tmp_path, val_images):
     from fastapi.testclient import TestClient
 
-    from service.app import create_app
     from service.config import Settings
+    from service.http.app import create_app
 
     model = onnx.load(str(bundled_model))
     keep = model.graph.output[0]

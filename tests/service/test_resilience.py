@@ -14,8 +14,8 @@ import time
 import httpx
 import pytest
 
-from service.app import create_app
 from service.config import Settings
+from service.http.app import create_app
 from tests.conftest import REPO_ROOT
 from tests.servers import free_port, running_app, running_service, start_service, wait_ready
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
 from service.config import Settings
-from service.runners import BatchingRunner, DirectRunner
+from service.http.app import create_app
+from service.inference.runners import BatchingRunner, DirectRunner
 from tests.servers import running_app
 
 
@@ -80,7 +80,7 @@ def test_batching_is_on_with_cuda_only_unless_set(bundled_model, batching, runne
 
 def test_a_lone_request_may_use_more_threads_with_the_same_scores(bundled_model, val_images):
     from cxr_common.preprocessing import load_pixels
-    from service.classifier import Classifier
+    from service.inference.classifier import Classifier
 
     classifier = Classifier(bundled_model, intra_op_threads=1, solo_threads=2)
     assert classifier._solo_session is not None

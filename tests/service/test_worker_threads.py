@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from service.worker_threads import WorkerThreads
+from service.process.threads import WorkerThreads
 
 
 def test_results_and_errors_come_back_to_their_callers():

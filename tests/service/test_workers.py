@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.memory import keep_freed_memory
-from service.server import SCHEDULING_POLICY
+from service.process.memory import keep_freed_memory
+from service.process.server import SCHEDULING_POLICY
 from tests.conftest import REPO_ROOT
 from tests.servers import running_service
 

@@ -10,14 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.input_errors import (
-    DeadlineExceededError,
+from service.inference.errors import DeadlineExceededError, OverloadedError
+from service.inputs.errors import (
     EmptyUploadError,
     ImageDecodeError,
     ImageShapeError,
     ImageTooLargeError,
     NotChestXrayError,
-    OverloadedError,
     UnsupportedDicomError,
     UnsupportedImageError,
 )

@@ -9,12 +9,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.classifier import Classifier, Prediction
-from service.decoding import DecodedImage, decode_upload
-from service.errors import ApiError, api_error_for
-from service.heatmap import Heatmap, make_heatmap
-from service.input_errors import NotChestXrayError
-from service.limits import Limits
+from service.http.errors import ApiError, api_error_for
+from service.inference.classifier import Classifier, Prediction
+from service.inference.heatmap import Heatmap, make_heatmap
+from service.inputs.chest_check import InputCheck, judge_image
+from service.inputs.decoding import DecodedImage, decode_upload
+from service.inputs.errors import NotChestXrayError
+from service.inputs.limits import Limits
 
 log = logging.getLogger(__name__)
 
@@ -64,23 +65,18 @@ def with_heatmaps(results: list[Scored | ApiError]) -> list[Scored | ApiError]:
     ]
 
 
-def check_images(results: list[Scored | ApiError], classifier: Classifier, mode: str) -> list[Scored | ApiError]:
-    """The image check (see cxr_common.image_check) applied as `mode` says: a refusal in the
-    file's place, a warning beside its answer, or nothing."""
-    check = classifier.image_check
-    if check is None or mode == "off":
-        return results
+def check_images(results: list[Scored | ApiError], classifier: Classifier, mode: InputCheck) -> list[Scored | ApiError]:
+    """The image check (service.inputs.chest_check) applied to each scored image: a refusal in
+    the file's place, a warning beside its answer, or nothing."""
     checked: list[Scored | ApiError] = []
     for result in results:
-        if not isinstance(result, Scored) or result.prediction.image_score is None \
-                or result.prediction.image_score <= check.threshold:
+        if not isinstance(result, Scored):
             checked.append(result)
             continue
-        score = result.prediction.image_score
-        why = (f"the image check scores this image {score:.1f}, above its threshold {check.threshold:.1f}: "
-               "it does not look like a frontal chest X-ray")
-        if mode == "refuse":
-            checked.append(api_error_for(NotChestXrayError(why, "image_check")))
-        else:
-            checked.append(replace(result, warning=why))
+        try:
+            warning = judge_image(result.prediction.image_score, classifier.image_check, mode)
+        except NotChestXrayError as exc:
+            checked.append(api_error_for(exc))
+            continue
+        checked.append(replace(result, warning=warning) if warning else result)
     return checked

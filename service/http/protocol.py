@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.errors import error_body
+from service.http.errors import error_body
 
 log = logging.getLogger("service.http")
 
@@ -83,7 +83,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(408, "request_timeout", f"the request's {what} did not arrive within {seconds:g} s")
         if waiting_for_body and self.cycle is not None:
             # the app's next receive() hears of a disconnect; its access log line and metrics
-            # then name what the client really got (service.middleware)
+            # then name what the client really got (service.http.middleware)
             self.scope["state"][ANSWERED_HERE] = (408, "request_timeout")
             self.cycle.disconnected = True
             self.cycle.message_event.set()

@@ -9,11 +9,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from service.classifier import Classifier, Prediction
-from service.deps import ApiKeyDep, ScoringDep, SettingsDep
-from service.errors import ApiError
-from service.heatmap import Heatmap
-from service.schemas import (
+from service.http.deps import ApiKeyDep, ScoringDep, SettingsDep
+from service.http.errors import ApiError
+from service.http.schemas import (
     BatchItem,
     BatchResponse,
     ErrorDetail,
@@ -26,8 +24,10 @@ from service.schemas import (
     TypeProbabilities,
     error_examples,
 )
-from service.scoring import Scored
-from service.scoring_service import ScoringService, score_or_error
+from service.inference.classifier import Classifier, Prediction
+from service.inference.heatmap import Heatmap
+from service.inference.pipeline import Scored
+from service.inference.scoring import ScoringService, score_or_error
 
 router = APIRouter(tags=["predict"], dependencies=[ApiKeyDep])
 
@@ -53,7 +53,7 @@ BATCH_BODY = {"requestBody": {"required": True, "content": {
 }}}
 
 
-HeatmapQuery = Query(False, description="add the pneumonia heatmap to each answer (see service/heatmap.py)")
+HeatmapQuery = Query(False, description="add the pneumonia heatmap to each answer (see service/inference/heatmap.py)")
 
 
 def media_type(request: Request) -> str:

@@ -10,17 +10,17 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from cxr_common.hardware import available_cores
-from service.classifier import CPU, Classifier
 from service.config import Settings
-from service.errors import install_error_handlers
-from service.limits import Limits
+from service.http.errors import install_error_handlers
+from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from service.http.routes import docs, health, metrics, model, page, predict
+from service.inference.classifier import CPU, Classifier
+from service.inference.runners import BatchingRunner, DirectRunner, Runner
+from service.inference.scoring import ScoringService
+from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
-from service.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.peers import PeerLoad
-from service.plan import ServingPlan, single_process_plan
-from service.routes import docs, health, metrics, model, page, predict
-from service.runners import BatchingRunner, DirectRunner, Runner
-from service.scoring_service import ScoringService
+from service.process.peers import PeerLoad
+from service.process.plan import ServingPlan, single_process_plan
 
 log = logging.getLogger(__name__)
 

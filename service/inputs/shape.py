@@ -7,7 +7,7 @@ a 1x1 DICOM with megabytes of data is no X-ray either. Real chest radiographs ru
 
 from __future__ import annotations
 
-from service.input_errors import ImageShapeError
+from service.inputs.errors import ImageShapeError
 
 # 6000 x 6000: above any chest detector; decoding it costs well under the 1.5 GB a request may take
 DEFAULT_MAX_PIXELS = 36_000_000

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.classifier import Classifier
-from service.deps import ClassifierDep, SettingsDep
-from service.schemas import ModelInfo
+from service.http.deps import ClassifierDep, SettingsDep
+from service.http.schemas import ModelInfo
+from service.inference.classifier import Classifier
 
 router = APIRouter(tags=["model"])
 

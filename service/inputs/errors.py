@@ -1,6 +1,6 @@
 """Why an upload cannot be scored, in the service's own terms (no HTTP here).
 
-Decoding and checking raise these; `service.errors.ERROR_TABLE` maps each to its status and code
+Decoding and checking raise these; `service.http.errors.ERROR_TABLE` maps each to its status and code
 at the HTTP edge. Messages name the attribute and the rule it broke, never an element's value
 (values can be patient data), except for coded values that are not (Modality, ViewPosition...).
 The image errors shared with training live in cxr_common.preprocessing and are re-exported.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from cxr_common.preprocessing import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
-    "ClientGoneError", "DeadlineExceededError", "OverloadedError", "EmptyUploadError", "ImageDecodeError", "ImageShapeError",
+    "EmptyUploadError", "ImageDecodeError", "ImageShapeError",
     "ImageTooLargeError", "NotChestXrayError", "UnsupportedDicomError", "UnsupportedImageError",
 ]
 
@@ -34,15 +34,3 @@ class NotChestXrayError(ValueError):
     def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason  # short machine-readable cause, the Prometheus label: 'Modality', 'image_check'
-
-
-class DeadlineExceededError(TimeoutError):
-    """Decoding and scoring ran past the per-request deadline; the answer does not wait for it."""
-
-
-class OverloadedError(RuntimeError):
-    """This worker already has as much scoring work as it takes (admission control)."""
-
-
-class ClientGoneError(ConnectionError):
-    """The client disconnected before its answer: nobody is left to answer."""

@@ -2,7 +2,7 @@
 
 The format is recognised from the bytes themselves (magic numbers), not trusted from the
 Content-Type header or a file name: integration scripts often send application/octet-stream.
-Raises only service.input_errors (mapped to HTTP once, in service.errors); whatever a library
+Raises only service.inputs.errors (mapped to HTTP once, in service.http.errors); whatever a library
 raises on hostile data becomes ImageDecodeError here.
 """
 
@@ -14,15 +14,15 @@ import numpy as np
 from PIL import Image
 
 from cxr_common.preprocessing import open_image, oriented_grayscale, squash
-from service.dicom import DicomPolicy, is_dicom, read_dicom
-from service.heatmap import preview
-from service.image_shape import check_shape
-from service.input_errors import (
+from service.inference.heatmap import preview
+from service.inputs.dicom import DicomPolicy, is_dicom, read_dicom
+from service.inputs.errors import (
     EmptyUploadError,
     ImageDecodeError,
     NotChestXrayError,
     UnsupportedImageError,
 )
+from service.inputs.shape import check_shape
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

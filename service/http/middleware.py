@@ -14,9 +14,9 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import RETRY_AFTER_S, error_body
-from service.http_protocol import ANSWERED_HERE
-from service.input_errors import ClientGoneError
+from service.http.errors import RETRY_AFTER_S, error_body
+from service.http.protocol import ANSWERED_HERE
+from service.inference.errors import ClientGoneError
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger("service.access")
@@ -72,8 +72,8 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except (ClientGoneError, ClientDisconnect):
             # a flaky network, not a fault: nobody is left to answer, and the work not yet
-            # started was dropped (service.scoring_service); or the protocol answered a stalled
-            # upload itself (service.http_protocol)
+            # started was dropped (service.inference.scoring); or the protocol answered a stalled
+            # upload itself (service.http.protocol)
             status, scope["state"]["error_code"] = scope["state"].get(
                 ANSWERED_HERE, (CLIENT_GONE_STATUS, "client_gone"))
         except asyncio.CancelledError:

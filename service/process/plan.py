@@ -3,15 +3,15 @@ provider that really runs and the cores, then passed whole to every worker proce
 
 On the CPU: one worker process per core, each with its own model and event loop, so the
 processes never wait on one another's GIL; no batching (it buys little on a CPU, see
-service/runners.py). With CUDA: one process, whose batches keep the GPU busy.
+service/inference/runners.py). With CUDA: one process, whose batches keep the GPU busy.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.classifier import CUDA
 from service.config import Settings
+from service.inference.classifier import CUDA
 
 
 @dataclass(frozen=True)

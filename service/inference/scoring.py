@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from service.classifier import Classifier
-from service.errors import ApiError, api_error_for
-from service.input_errors import ClientGoneError, DeadlineExceededError, OverloadedError
-from service.limits import Limits
+from service.http.errors import ApiError, api_error_for
+from service.inference.classifier import Classifier
+from service.inference.errors import ClientGoneError, DeadlineExceededError, OverloadedError
+from service.inference.pipeline import Scored, check_images
+from service.inference.runners import Runner
+from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
-from service.runners import Runner
-from service.scoring import Scored, check_images
 
 
 class ScoringService:

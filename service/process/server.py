@@ -26,15 +26,15 @@ import uvicorn
 from fastapi import FastAPI
 
 from cxr_common.hardware import SPAWN
-from service.app import create_app
-from service.classifier import Classifier
 from service.config import Settings
-from service.http_protocol import protocol_class
-from service.logging_setup import configure_logging
-from service.memory import keep_freed_memory
+from service.http.app import create_app
+from service.http.protocol import protocol_class
+from service.inference.classifier import Classifier
 from service.metrics import MULTIPROCESS_DIR
-from service.peers import Counts, PeerLoad, shared_counts
-from service.plan import ServingPlan
+from service.process.logs import configure_logging
+from service.process.memory import keep_freed_memory
+from service.process.peers import Counts, PeerLoad, shared_counts
+from service.process.plan import ServingPlan
 
 log = logging.getLogger("service")
 

@@ -9,11 +9,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.classifier import Classifier
 from service.config import Settings
+from service.http.security import check_api_key
+from service.inference.classifier import Classifier
+from service.inference.scoring import ScoringService
 from service.metrics import ServiceMetrics
-from service.scoring_service import ScoringService
-from service.security import check_api_key
 
 
 async def get_classifier(request: Request) -> Classifier:

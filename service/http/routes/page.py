@@ -1,4 +1,4 @@
-"""GET /: the page for clinicians and integrators trying the service (service/static/).
+"""GET /: the page for clinicians and integrators trying the service (service/http/static/).
 
 Plain HTML, CSS and JavaScript served from the package: no build step, nothing from another
 host. Its Content-Security-Policy lets the browser load nothing but this origin (and the

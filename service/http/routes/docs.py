@@ -1,4 +1,4 @@
-"""/redoc served offline. /docs comes from fastapi-offline as it is (see service/app.py); its
+"""/redoc served offline. /docs comes from fastapi-offline as it is (see service/http/app.py); its
 ReDoc bundle, unchanged, would still fetch the "API docs by Redocly" logo from cdn.redoc.ly on
 every visit, so this serves the same bundle with that one address emptied: the logo hides
 itself when its image fails (the bundle's own onError), the link and its text stay.

@@ -1,7 +1,7 @@
 """DICOM -> 8-bit grayscale image, ready for the shared preprocessing, at a bounded cost.
 
 Order, so that a hostile or wrong file costs little: parse (deflated data inflated with a cap)
--> attributes that say it is not a frontal chest radiograph (`DicomPolicy`), before any pixel is
+-> attributes that say it is not a frontal chest radiograph (cxr_common.dicom_rules), before any pixel is
 decoded -> the declared size, and for compressed data the size in the frame's own header,
 checked against the budget -> decode the first frame -> palette, modality LUT, VOI LUT ->
 stretched to 8 bits, MONOCHROME1 inverted.
@@ -10,7 +10,7 @@ Decoders (all with permissive licences): pydicom itself for uncompressed data, P
 baseline, pylibjpeg-openjpeg (MIT, OpenJPEG BSD-2) for JPEG 2000, and GDCM (python-gdcm,
 BSD-3) for JPEG lossless. pylibjpeg-libjpeg is GPL-3 and deliberately not used.
 
-Every failure is one of service.input_errors; messages name attributes, never their values
+Every failure is one of service.inputs.errors; messages name attributes, never their values
 (except coded values such as Modality), and library exception texts (which can quote element
 values, i.e. patient data) are reduced to their type's name.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pydicom
@@ -31,33 +31,25 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut  # type: ignore[attr-defined]
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from service.frame_headers import frame_size
-from service.image_shape import DEFAULT_MAX_PIXELS, check_shape
-from service.input_errors import (
+from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules, values_of
+from service.inputs.errors import (
     ImageDecodeError,
     ImageTooLargeError,
     NotChestXrayError,
     UnsupportedDicomError,
 )
+from service.inputs.frame_headers import frame_size
+from service.inputs.shape import DEFAULT_MAX_PIXELS, check_shape
 
-FRONTAL_VIEWS = {"AP", "PA"}
-# BodyPartExamined values meaning the chest (DICOM's CHEST, and spellings seen in the wild)
-CHEST_BODY_PARTS = {"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "TORSO_CHEST", "CHEST_PA",
-                    "CHEST_AP", "PECHO", "BRUST", "THORAX_CHEST", "POUMON", "TORACE"}
-# SOP classes of projection radiographs: CR, DX for presentation, DX for processing
-RADIOGRAPH_SOP_CLASSES = frozenset({
-    "1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1.1",
-})
 BYTES_PER_PIXEL_BUDGET = 8  # inflated deflate data allowed per pixel allowed (16-bit RGB + room)
 
 
 @dataclass(frozen=True)
 class DicomPolicy:
-    """Which DICOMs are taken as frontal chest radiographs (CXR_DICOM_* settings);
-    `check=False` takes any attributes and shape (to measure the image check alone)."""
+    """Which DICOMs are taken as frontal chest radiographs (`rules`, from the CXR_DICOM_*
+    settings); `check=False` takes any attributes and shape (to measure the image check alone)."""
 
-    modalities: frozenset[str] = frozenset({"CR", "DX"})
-    sop_classes: frozenset[str] = field(default=RADIOGRAPH_SOP_CLASSES)
+    rules: ChestRules = DEFAULT_RULES
     check: bool = True
 
 
@@ -116,39 +108,11 @@ def _inflated(meta: pydicom.dataset.FileMetaDataset, deflated: bytes, max_inflat
     return header.getvalue() + body
 
 
-def _values(dataset: pydicom.Dataset, keyword: str) -> list[str]:
-    """Every value of a (possibly multi-valued) string element, upper-cased; [] when absent."""
-    try:
-        value = dataset.get(keyword)
-    except Exception:  # a malformed element is as good as absent for these checks
-        return []
-    if value is None or value == "":
-        return []
-    items = value if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else [value]
-    return [str(item).strip().upper() for item in items if str(item).strip()]
-
-
 def check_attributes(dataset: pydicom.Dataset, policy: DicomPolicy) -> None:
     """Refuse, before any pixel is decoded, what the attributes say is no frontal chest radiograph."""
-    if not policy.check:
-        return
-    for modality in _values(dataset, "Modality"):
-        if modality not in policy.modalities:
-            raise NotChestXrayError(
-                f"DICOM Modality is '{modality}'; this service takes {', '.join(sorted(policy.modalities))}",
-                "Modality")
-    sop_class = _values(dataset, "SOPClassUID")
-    if sop_class and sop_class[0] not in policy.sop_classes:
-        name = UID(sop_class[0]).name if UID(sop_class[0]).is_valid else "an unknown SOP class"
-        raise NotChestXrayError(
-            f"DICOM SOPClassUID is {name}; only CR and DX image storage are taken", "SOPClassUID")
-    for part in _values(dataset, "BodyPartExamined"):
-        if part not in CHEST_BODY_PARTS:
-            raise NotChestXrayError(f"DICOM BodyPartExamined is '{part}', not the chest", "BodyPartExamined")
-    for view in _values(dataset, "ViewPosition"):
-        if view not in FRONTAL_VIEWS:
-            raise NotChestXrayError(
-                f"DICOM ViewPosition is '{view}'; only frontal views (AP, PA) are taken", "ViewPosition")
+    refused = policy.rules.refused_by(dataset) if policy.check else None
+    if refused is not None:
+        raise NotChestXrayError(refused.reason, refused.attribute)
 
 
 def _int(dataset: pydicom.Dataset, keyword: str, default: int | None = None) -> int:
@@ -224,7 +188,7 @@ def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
 
 
 def _pixels(dataset: pydicom.Dataset, min_side: int | None) -> Image.Image:
-    photometric = (_values(dataset, "PhotometricInterpretation") or ["MONOCHROME2"])[0]
+    photometric = (values_of(dataset, "PhotometricInterpretation") or ["MONOCHROME2"])[0]
     try:
         if _int(dataset, "NumberOfFrames", 1) > 1:
             dataset.pixel_array_options(index=0)  # decode the first frame only

@@ -37,7 +37,7 @@ class InputInfo(BaseModel):
 
 
 class HeatmapOut(BaseModel):
-    """Where the model found evidence for pneumonia (see service/heatmap.py)."""
+    """Where the model found evidence for pneumonia (see service/inference/heatmap.py)."""
 
     values: list[list[float]] = Field(
         ..., description="the pneumonia map at the network's resolution, in 0..1 (1: the strongest "

@@ -14,7 +14,7 @@ are still being decoded (so a lone request never waits); each caller gets its ow
 
 Both decode at most `threads` uploads at once: decoding is CPU work, and more threads than that
 only add switching and memory. What surrounds a runner (admission, the deadline, the image
-check, metrics) is the same for both and lives in service.scoring_service.
+check, metrics) is the same for both and lives in service.inference.scoring.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from typing import Protocol
 
 import numpy as np
 
-from service.classifier import Classifier, Prediction
-from service.errors import ApiError
-from service.limits import Limits
-from service.memory import MemoryWatermark
+from service.http.errors import ApiError
+from service.inference.classifier import Classifier, Prediction
+from service.inference.pipeline import Scored, attach, decode_all, pixels_of, with_heatmaps
+from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
-from service.peers import PeerLoad
-from service.scoring import Scored, attach, decode_all, pixels_of, with_heatmaps
-from service.worker_threads import WorkerThreads
+from service.process.memory import MemoryWatermark
+from service.process.peers import PeerLoad
+from service.process.threads import WorkerThreads
 
 log = logging.getLogger(__name__)
 

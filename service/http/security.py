@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import Request
 
-from service.errors import ApiError
+from service.http.errors import ApiError
 
 API_KEY_HEADER = "X-API-Key"
 # Refused from the headers alone: the upload behind them is never read, and the connection is
