@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
-ensure_venv "cpu,train,dev"
+ensure_venv "cpu,train,dev,gateway"
 bash scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,33 @@
+"""Received instances on disk: written to a temporary name, flushed to the disk, then renamed,
+so a file under its final name is always whole (the C-STORE is acknowledged after this)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def instance_path(state: Path, sop_instance_uid: str) -> Path:
+    """state/incoming/<hash of the UID>.dcm: no identifier in file names."""
+    return state / "incoming" / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    with open(partial, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself on disk
+    finally:
+        os.close(directory)
+
+
+def remove(path: str | None) -> None:
+    if path:
+        Path(path).unlink(missing_ok=True)
