@@ -33,6 +33,7 @@ from service.config import Settings
 # the environment the chart gives a pod with a CPU request of 1 (deploy/helm/cxr-pneumonia/values.yaml)
 POD_ENV = {"CXR_WORKERS": "1", "CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "2"}
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+CR_SIZE = (2500, 3000)  # width, height of a computed radiography plate (35 x 43 cm at 0.14 mm)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -45,6 +46,21 @@ def memory_mb(pid: int, field: str) -> float:
     """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) in MB."""
     line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
     return int(line.split()[1]) / 1024
+
+
+def chest_dicoms(data: Path, tmp: Path, size: tuple[int, int] = CR_SIZE) -> list[tuple[bytes, str]]:
+    """The val X-rays as uncompressed 12-bit CR DICOMs at a detector's size (3000 x 2500 px,
+    15 MB each): what a PACS sends, heavier to receive and decode than the val JPEGs."""
+    from PIL import Image
+
+    from tests.dicoms import chest_dataset, to_bytes
+
+    bodies = []
+    for i, path in enumerate(sorted((data / "val").rglob("*.jpeg"))[::4]):
+        with Image.open(path) as image:
+            image.convert("L").resize(size).save(tmp / f"{i}.png")
+        bodies.append((to_bytes(chest_dataset(tmp / f"{i}.png")), "application/dicom"))
+    return bodies
 
 
 def largest_uploads(data: Path, tmp: Path) -> list[tuple[bytes, str]]:
@@ -75,10 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--large-seconds", type=float, default=5.0, help="per kind of largest upload")
     parser.add_argument("--large-concurrency", type=int, default=4)
+    parser.add_argument("--mix", choices=("benchmark", "cr-dicom"), default="benchmark",
+                        help="the val JPEGs and a DICOM (benchmarks.serve's mix), or detector-size CR DICOMs")
+    parser.add_argument("--pin", type=int, metavar="CORE",
+                        help="run the service on this one core (taskset), as a pod with a CPU limit of 1 would")
     args = parser.parse_args(argv)
 
-    bodies = load_bodies(args.data)
-    server = Server("service", args.model, extra_env=POD_ENV)
+    if args.mix == "cr-dicom":
+        with tempfile.TemporaryDirectory() as tmp:
+            bodies = chest_dicoms(args.data, Path(tmp))
+    else:
+        bodies = load_bodies(args.data)
+    pinned = None if args.pin is None else (
+        lambda port: ["taskset", "-c", str(args.pin), sys.executable, "-m", "service", "--port", str(port),
+                      "--model", str(args.model)])
+    server = Server("service", args.model, extra_env=POD_ENV, command=pinned)
     try:
         pid = server.process.pid
         print(f"ready: rss {memory_mb(pid, 'VmRSS'):.0f} MB", flush=True)
