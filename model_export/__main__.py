@@ -1,4 +1,4 @@
-"""Command line: python -m model_export {train,cv,ensemble,evaluate,ablation,publish,faithfulness} ...  (--help on each)."""
+"""Command line: python -m model_export {train,cv,ensemble,combine,evaluate,ablation,publish,faithfulness} ...  (--help on each)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _training_options(train: argparse.ArgumentParser) -> None:
                             "or a folder of images with --labels CSV")
     train.add_argument("--labels", type=Path, help="metadata CSV (X_ray_image_name, Label)")
     train.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
-    train.add_argument("--arch", default="gapnet", choices=("gapnet", "seed", "tiny"))
+    train.add_argument("--arch", default="gapnet", choices=("gapnet", "effnet", "seed", "tiny"))
     train.add_argument("--image-size", type=int, default=300)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--epochs", type=int, default=60)
@@ -101,6 +101,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     from model_export.ensemble import build_ensemble
 
     build_ensemble(args.runs, args.out, args.model_version)
+    return 0
+
+
+def _combine(args: argparse.Namespace) -> int:
+    from model_export.combine import build
+
+    build(args.gapnet, args.effnet, args.out, args.model_version)
     return 0
 
 
@@ -152,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ensemble.add_argument("--out", type=Path, required=True)
     ensemble.add_argument("--model-version")
     ensemble.set_defaults(handler=_ensemble)
+
+    combine = commands.add_parser("combine", help="a gapnet ONNX file and an effnet run as one model (mean logit map)")
+    combine.add_argument("--gapnet", type=Path, required=True, help="the from-scratch member's .onnx file")
+    combine.add_argument("--effnet", type=Path, required=True, help="the pretrained member's finished run folder")
+    combine.add_argument("--out", type=Path, required=True, help="run folder for the combined model (publishable)")
+    combine.add_argument("--model-version", default="3.0.0")
+    combine.set_defaults(handler=_combine)
 
     ablation = commands.add_parser("ablation", help="inference-only comparisons on a run, for the card")
     ablation.add_argument("--run", type=Path, required=True)

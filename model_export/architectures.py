@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-ARCHITECTURES = ("gapnet", "seed", "tiny")
+ARCHITECTURES = ("gapnet", "effnet", "seed", "tiny")
 
 
 @keras.saving.register_keras_serializable(package="cxr")
@@ -117,6 +117,44 @@ def ensemble(members: list[keras.Model]) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"ensemble_of_{len(members)}")
 
 
+# EfficientNet-Lite0 sees the X-ray at this size: its cost grows with the square, and 224 px is
+# the resolution its ImageNet weights were trained at (and the size of a third of our images).
+EFFNET_INPUT_SIZE = 224
+# Stem and the first two stages keep their ImageNet filters: edges and textures carry across
+# cohorts, and not back-propagating through the largest maps halves the cost of a step.
+EFFNET_FROZEN_BLOCKS = 3
+
+
+def effnet(size: int, input_size: int = EFFNET_INPUT_SIZE, frozen_blocks: int = EFFNET_FROZEN_BLOCKS,
+           dropout: float = 0.3, pretrained: bool = True):
+    """ImageNet-pretrained EfficientNet-Lite0 with gapnet's heads: the same input (N, S, S, 1)
+    in 0..1, resized to `input_size`, standardised per image (exposure differs between
+    hospitals; standardised grey is in the range the ImageNet weights expect) and repeated
+    into three channels; 1x1 logit maps over its last feature map (N, 7, 7, 1280 at 224 px)."""
+    from model_export.backbone import FEATURES_LAYER, lite0_features, load_imagenet_weights
+
+    inputs = keras.Input((size, size, 1), name="image")
+    x = layers.Resizing(input_size, input_size, interpolation="bilinear", name="to_backbone_size")(inputs)
+    x = PerImageStandardization(name="standardize")(x)
+    x = layers.Concatenate(name="to_rgb")([x, x, x])
+    x = lite0_features(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = {}
+    for head in HEADS:
+        logit_map = layers.Conv2D(1, 1, name=f"{head}_map")(x)
+        logit = layers.GlobalAveragePooling2D(name=f"{head}_logit")(logit_map)
+        outputs[head] = layers.Activation("sigmoid", name=head)(logit)
+    model = keras.Model(inputs, outputs, name="effnet")
+    if pretrained:
+        load_imagenet_weights(model)
+    frozen = ("backbone_stem",) + tuple(f"backbone_block{i}_" for i in range(frozen_blocks))
+    for layer in model.layers:
+        if layer.name.startswith(frozen):
+            layer.trainable = False
+    assert model.get_layer(FEATURES_LAYER).output.shape[-1] == 1280
+    return model
+
+
 def tiny(size: int):
     """A few thousand weights: for tests and smoke runs only."""
     return gapnet(size, widths=(8, 16), convs=(1, 1), dropout=0.0)
@@ -135,7 +173,7 @@ def seed(size: int):
 
 
 def build(name: str, size: int) -> keras.Model:
-    builders = {"gapnet": gapnet, "seed": seed, "tiny": tiny}
+    builders = {"gapnet": gapnet, "effnet": effnet, "seed": seed, "tiny": tiny}
     if name not in builders:
         raise ValueError(f"architecture '{name}' is unknown; choose one of {', '.join(ARCHITECTURES)}")
     return builders[name](size)
@@ -147,6 +185,10 @@ def count_flops(model: keras.Model) -> int:
     for layer in model.layers:
         if isinstance(layer, keras.Model):  # an ensemble's members count whole
             flops += count_flops(layer)
+        elif isinstance(layer, layers.DepthwiseConv2D):
+            _, height, width, channels = layer.output.shape
+            kh, kw = layer.kernel_size
+            flops += 2 * height * width * channels * kh * kw
         elif isinstance(layer, layers.Conv2D):
             _, height, width, out_channels = layer.output.shape
             in_channels = layer.input.shape[-1]
