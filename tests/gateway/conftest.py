@@ -47,26 +47,25 @@ def service(network, tmp_path_factory, bundled_model) -> Iterator[str]:
 class GatewayProcess:
     """`python -m gateway` in a subprocess; its JSON log in `log`."""
 
-    def __init__(self, state: Path, service: str, dicomweb: str, *extra: str, port: int | None = None):
+    def __init__(self, state: Path, service: str, *extra: str, port: int | None = None):
         self.state, self.port = state, port or free_port()
         self.log = state.parent / f"{state.name}.log"
         self.args = ["--listen", f"127.0.0.1:{self.port}", "--ae-title", GATEWAY_AE, "--service", service,
-                     "--dicomweb", dicomweb, "--state", str(state), "--quiet-s", "1", "--metrics", "off", *extra]
+                     "--state", str(state), "--quiet-s", "1", "--metrics", "off", *extra]
         self.process: subprocess.Popen[bytes] | None = None
+        self.offset = 0
 
     def start(self) -> GatewayProcess:
+        self.offset = len(self.lines())  # a restart on the same state appends to the same log
         with open(self.log, "a") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "gateway", *self.args], cwd=REPO_ROOT,
                                             stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
         deadline = time.monotonic() + 30
-        while not any(line.get("event") == "started" for line in self.lines()[self.starts:]):
+        while not self.events("started"):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"gateway did not start: {self.log.read_text()[-3000:]}")
             time.sleep(0.1)
-        self.starts = len(self.lines())
         return self
-
-    starts = 0
 
     def lines(self) -> list[dict]:
         if not self.log.exists():
@@ -74,7 +73,8 @@ class GatewayProcess:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
     def events(self, name: str) -> list[dict]:
-        return [line for line in self.lines() if line.get("event") == name]
+        """This process's log lines of event `name`."""
+        return [line for line in self.lines()[self.offset:] if line.get("event") == name]
 
     def command(self, *args: str) -> list[dict]:
         """`cxr-gateway jobs|retry ...` on this gateway's state; its JSON lines."""

@@ -5,6 +5,7 @@ dciodvfy, never doubled by replays, and never lost to a service outage or a kill
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,10 +17,12 @@ import pydicom
 import pytest
 
 from gateway import MANUFACTURER
+from gateway.identity import SR, instance_uid
 from gateway.results_sr import P_PNEUMONIA
 from tests.gateway.conftest import GATEWAY_AE, GatewayProcess
 from tests.gateway.orthanc import Orthanc
 from tests.gateway.study import Study, chest_study
+from tests.servers import free_port, running_service
 
 pytestmark = pytest.mark.slow
 
@@ -60,8 +63,9 @@ def result_count(pacs: Orthanc, study_id: str) -> int:
 
 
 def start_gateway(gateways: list[GatewayProcess], pacs: Orthanc, tmp_path: Path, service: str, *extra: str,
-                  dicomweb: str | None = None, name: str = "state") -> GatewayProcess:
-    gateway = GatewayProcess(tmp_path / name, service, dicomweb or pacs.dicomweb, *extra)
+                  dicomweb: str | None = None, store_to: str | None = None) -> GatewayProcess:
+    destination = ["--store-to", store_to] if store_to else ["--dicomweb", dicomweb or pacs.dicomweb]
+    gateway = GatewayProcess(tmp_path / "state", service, *destination, *extra)
     gateways.append(gateway)
     gateway.start()
     pacs.add_modality("gateway", GATEWAY_AE, gateway.port)
@@ -121,6 +125,7 @@ def test_frontal_image_gets_one_sr_and_one_sc_and_replays_write_nothing(pacs, se
     answer = httpx.post(f"{service}/predict", content=study.frontal[0], headers={"Content-Type": "application/dicom"}).json()
     assert measured(sr, P_PNEUMONIA.value) == pytest.approx(answer["probabilities"]["pneumonia"], abs=1e-4)
     assert sr.VerificationFlag == "UNVERIFIED" and sr.CompletionFlag == "COMPLETE"
+    assert sr.SOPInstanceUID == instance_uid(source.SOPInstanceUID, answer["model"]["sha256"], SR)
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert evidence.ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert sc.BurnedInAnnotation == "YES" and sc.SamplesPerPixel == 3
@@ -135,3 +140,79 @@ def test_frontal_image_gets_one_sr_and_one_sc_and_replays_write_nothing(pacs, se
     assert len(pacs.instances(study_id)) == 5
     assert len(gateway.events("own_output_ignored")) == 6 and len(gateway.events("replayed")) == 9
     assert len(gateway.events("written")) == 1 and states(gateway) == ["skipped", "skipped", "written"]
+
+
+def test_study_arriving_while_the_service_is_down_completes_when_it_is_back(
+        pacs, gateways, tmp_path, val_images, bundled_model):
+    port = free_port()  # nothing listens there for the first 20 s
+    gateway = start_gateway(gateways, pacs, tmp_path, f"http://127.0.0.1:{port}", "--retry-base-s", "1",
+                            "--retry-max-s", "4", "--max-attempts", "30")
+    study = chest_study([val_images[1]], lateral_image=val_images[2])
+    study_id = put_study(pacs, study)
+    pacs.send_study("gateway", study_id)
+    arrived = time.monotonic()
+    wait_for(lambda: len(gateway.events("attempt_failed")) >= 2, 20, "failed attempts while the service is down")
+    time.sleep(max(0.0, 20 - (time.monotonic() - arrived)))
+    assert result_count(pacs, study_id) == 0
+
+    with running_service(tmp_path / "service.log", bundled_model, port=port):
+        back = time.monotonic()
+        wait_for(lambda: result_count(pacs, study_id) == 2, 60, "the results once the service is back")
+        print(f"service back -> results in Orthanc: {time.monotonic() - back:.1f} s "
+              f"({len(gateway.events('attempt_failed'))} failed attempts before)")
+    assert states(gateway) == ["skipped", "skipped", "written"]
+
+
+def test_persistent_failure_is_dead_lettered_and_retry_completes_it(pacs, service, gateways, tmp_path, val_images):
+    broken = start_gateway(gateways, pacs, tmp_path, service, "--max-attempts", "2", "--retry-base-s", "0.2",
+                           dicomweb=f"{pacs.url}/no-dicom-web-here")
+    study = chest_study([val_images[3]], lateral_image=val_images[4])
+    study_id = put_study(pacs, study)
+    pacs.send_study("gateway", study_id)
+    dead = wait_for(lambda: broken.command("jobs", "--dead"), 30, "the job dead-lettered")
+    assert len(dead) == 1 and dead[0]["attempts"] == 2 and "STOW-RS answered HTTP 404" in dead[0]["detail"]
+    broken.stop()
+
+    fixed = start_gateway(gateways, pacs, tmp_path, service)  # the same state, the right DICOMweb URL
+    time.sleep(2)
+    assert result_count(pacs, study_id) == 0  # dead-lettered stays dead until an operator says otherwise
+    assert fixed.command("retry") == [{"requeued": 1}]
+    wait_for(lambda: result_count(pacs, study_id) == 2, WITHIN_S, "the results after `cxr-gateway retry`")
+    assert states(fixed) == ["skipped", "skipped", "written"]
+
+
+def test_gateway_killed_mid_study_loses_nothing_and_doubles_nothing(pacs, service, gateways, tmp_path, val_images):
+    study = chest_study(val_images[9:12], lateral_image=val_images[5])
+    study_id = put_study(pacs, study)
+    first = start_gateway(gateways, pacs, tmp_path, service)
+    job = pacs.http.post("/modalities/gateway/store", json={"Resources": [study_id], "Asynchronous": True}).json()
+    wait_for(lambda: first.events("received"), 30, "the first instance received")
+    first.stop(signal.SIGKILL)  # while Orthanc is still sending
+    received_before_kill = len(first.events("received"))
+    wait_for(lambda: pacs.http.get(f"/jobs/{job['ID']}").json()["State"] in ("Success", "Failure"), 30,
+             "Orthanc's send job to end")
+
+    second = start_gateway(gateways, pacs, tmp_path, service)  # the same state
+    pacs.send_study("gateway", study_id)  # Orthanc never retries by itself: the site routes it again
+    wait_for(lambda: second.events("written"), 30, "a first result after the restart")
+    second.stop(signal.SIGKILL)  # with jobs still to do
+
+    third = start_gateway(gateways, pacs, tmp_path, service)
+    wait_for(lambda: result_count(pacs, study_id) == 6, WITHIN_S, "three SRs and three SCs")
+    pacs.send_study("gateway", study_id)
+    time.sleep(3)
+    print(f"received before the first kill: {received_before_kill} of 5")
+    found = results(pacs, study_id)
+    assert sorted(len(sops) for sops in found.values()) == [3, 3]
+    assert states(third) == ["skipped", "skipped", "written", "written", "written"]
+
+
+def test_results_go_back_by_c_store_with_store_to(pacs, service, gateways, tmp_path, val_images):
+    gateway = start_gateway(gateways, pacs, tmp_path, service, dicomweb="",
+                            store_to=f"{pacs.ae_title}@127.0.0.1:{pacs.dicom_port}")
+    study = chest_study([val_images[6]], lateral_image=val_images[7])
+    study_id = put_study(pacs, study)
+    pacs.send_study("gateway", study_id)
+    wait_for(lambda: result_count(pacs, study_id) == 2, WITHIN_S, "one SR and one SC stored by C-STORE")
+    assert gateway.events("started")[0]["sends_by"] == "C-STORE"
+    assert states(gateway) == ["skipped", "skipped", "written"]
