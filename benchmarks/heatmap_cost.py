@@ -19,16 +19,13 @@ from pathlib import Path
 from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, load_bodies
 from service.inference.classifier import Classifier
 from service.inference.heatmap import make_heatmap
-from service.inference.pipeline import Scored, attach, decode_all, pixels_of, with_heatmaps
+from service.inference.pipeline import Outcome, Scored, score_uploads
 from service.inputs.limits import Limits
 
 
-def _one_request(classifier: Classifier, body: bytes, heatmap: bool) -> list[Scored | object]:
-    decoded = decode_all([body], classifier.input_size, Limits(), heatmap)
-    pixels = pixels_of(decoded)
-    assert pixels is not None
-    results = attach(decoded, classifier.predict(pixels, cam=heatmap))
-    return with_heatmaps(results) if heatmap else results
+def _one_request(classifier: Classifier, body: bytes, heatmap: bool) -> list[Outcome]:
+    return score_uploads([body], heatmap, classifier, Limits(),
+                         lambda pixels, cam: classifier.predict(pixels, cam=cam))
 
 
 def cpu_ms_per_request(classifier: Classifier, bodies: list[bytes], heatmap: bool) -> float:

@@ -73,10 +73,10 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this")
     body_idle_timeout_s: float = Field(30.0, gt=0, description="longest pause while an upload streams in")
     keep_alive_s: float = Field(5.0, gt=0, description="an idle kept-alive connection is closed after this")
-    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers, before 431")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="request line and headers; more is refused")
     max_connections: int = Field(1000, ge=1, description="open connections per worker; more are closed at once")
-    request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before 503")
-    max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before 503")
+    request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before deadline_exceeded")
+    max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before overloaded")
     input_check: InputCheck = InputCheck.refuse
     dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: sorted(DEFAULT_RULES.modalities))
     # SOP classes taken besides CR and DX image storage (e.g. secondary capture's 1.2.840.10008.5.1.4.1.1.7)

@@ -41,6 +41,17 @@ class ServiceMetrics:
             "cxr_model_info", "the model being served", ("name", "version", "sha256", "provider"),
             multiprocess_mode="max", registry=self.registry,
         )
+        # What an autoscaler scales on (the Helm chart's HorizontalPodAutoscaler). "livesum": the
+        # sum over the worker processes alive now; the supervisor drops a dead worker's file
+        # (mark_dead), whose requests died with its connections.
+        self.requests_in_flight = Gauge(
+            "cxr_requests_in_flight", "scoring requests (POST) received and not yet answered",
+            multiprocess_mode="livesum", registry=self.registry,
+        )
+        self.images_queued = Gauge(
+            "cxr_images_queued", "images admitted for scoring and not yet scored (queued or running; "
+            "CXR_MAX_QUEUED_IMAGES per worker at most)", multiprocess_mode="livesum", registry=self.registry,
+        )
 
     def scrape_registry(self) -> CollectorRegistry:
         """What /metrics exposes: this app's registry, or the sum over all worker processes."""
@@ -49,3 +60,9 @@ class ServiceMetrics:
         combined = CollectorRegistry()
         multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return combined
+
+
+def mark_dead(pid: int) -> None:
+    """A worker process has exited: its live gauges no longer count (multiprocess mode only)."""
+    if MULTIPROCESS_DIR in os.environ:
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

@@ -28,9 +28,11 @@ DESCRIPTION = """
 Tells whether a frontal chest X-ray looks **normal** or shows **pneumonia**.
 
 An aid for clinicians, never a diagnosis on its own. Trained on pediatric chest X-rays
-(children aged 1-5, one hospital); see the model card in the README for its limits.
+(children aged 1-5, one hospital); see the model card (models/MODEL_CARD.md) for its limits.
 
-Errors always answer `{"error": {"code", "message"}, "request_id"}` with a 4xx status.
+Errors always answer `{"error": {"code", "message"}, "request_id"}`: a 4xx status for what
+the client can fix, 503 with Retry-After when this instance cannot take the work now, 500 for a
+bug (logged with the request id).
 """
 
 
@@ -65,7 +67,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         resolved = plan or single_process_plan(settings, loaded.provider, available_cores())
         limits = settings.limits()
         runner = make_runner(loaded, settings, resolved, limits, service_metrics, peers)
-        app.state.scoring = ScoringService(runner, service_metrics, limits, settings.request_deadline_s,
+        app.state.scoring = ScoringService(runner, service_metrics, settings.request_deadline_s,
                                            settings.max_queued_images)
         await runner.start()
         meta = loaded.metadata

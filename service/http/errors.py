@@ -1,8 +1,11 @@
-"""Every error answers {"error": {"code", "message"}, "request_id"}; never a bare 500 page."""
+"""Where errors become HTTP, once: `ANSWERS` gives every error code its status and Retry-After,
+`DOMAIN_CODES` gives each domain error raised inside its code. Every error answers
+{"error": {"code", "message"}, "request_id"}; never a bare 500 page."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.inference.errors import DeadlineExceededError, OverloadedError
+from service.inference.errors import ClientGoneError, DeadlineExceededError, OverloadedError, ShuttingDownError
 from service.inputs.errors import (
     EmptyUploadError,
     ImageDecodeError,
@@ -23,45 +26,102 @@ from service.inputs.errors import (
 
 log = logging.getLogger(__name__)
 
-# The one place where the service's own errors become HTTP: (status, code), most specific first.
-ERROR_TABLE: tuple[tuple[type[BaseException], int, str], ...] = (
-    (EmptyUploadError, 400, "empty_file"),
-    (UnsupportedImageError, 415, "unsupported_media_type"),
-    (NotChestXrayError, 422, "not_chest_xray"),
-    (ImageTooLargeError, 422, "image_too_large"),
-    (ImageShapeError, 422, "unsupported_image_shape"),
-    (UnsupportedDicomError, 422, "unsupported_dicom"),
-    (ImageDecodeError, 422, "undecodable_image"),
-    (DeadlineExceededError, 503, "deadline_exceeded"),
-    (OverloadedError, 503, "overloaded"),
+
+@dataclass(frozen=True)
+class Answer:
+    """How an error code is answered over HTTP."""
+
+    status: int
+    retry_after_s: int | None = None  # for the 503s: when a retry may succeed
+
+
+# THE table: every error code the service answers, with its status and Retry-After. The README's
+# error table is checked against it (tests/service/test_errors.py). Retry-After: a full queue
+# drains in well under a second and a retry after a shutdown goes to another instance; a request
+# that ran past the deadline met heavy work that a retry at once would meet again.
+ANSWERS: dict[str, Answer] = {
+    "bad_request": Answer(400),
+    "missing_file": Answer(400),
+    "empty_file": Answer(400),
+    "heatmap_unavailable": Answer(400),
+    "unauthorized": Answer(401),
+    "not_found": Answer(404),
+    "method_not_allowed": Answer(405),
+    "request_timeout": Answer(408),
+    "payload_too_large": Answer(413),
+    "unsupported_media_type": Answer(415),
+    "not_chest_xray": Answer(422),
+    "image_too_large": Answer(422),
+    "unsupported_image_shape": Answer(422),
+    "unsupported_dicom": Answer(422),
+    "undecodable_image": Answer(422),
+    "request_header_fields_too_large": Answer(431),
+    # nginx's code for "the client closed the connection before the answer": logged and counted
+    # apart from the 5xx that page someone; nobody receives it
+    "client_gone": Answer(499),
+    "internal_error": Answer(500),
+    "overloaded": Answer(503, retry_after_s=1),
+    "shutting_down": Answer(503, retry_after_s=1),
+    "deadline_exceeded": Answer(503, retry_after_s=5),
+}
+# The domain errors raised inside (service.inputs.errors, service.inference.errors) and their
+# codes, most specific first; anything else is internal_error.
+DOMAIN_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (EmptyUploadError, "empty_file"),
+    (UnsupportedImageError, "unsupported_media_type"),
+    (NotChestXrayError, "not_chest_xray"),
+    (ImageTooLargeError, "image_too_large"),
+    (ImageShapeError, "unsupported_image_shape"),
+    (UnsupportedDicomError, "unsupported_dicom"),
+    (ImageDecodeError, "undecodable_image"),
+    (DeadlineExceededError, "deadline_exceeded"),
+    (OverloadedError, "overloaded"),
+    (ShuttingDownError, "shutting_down"),
+    (ClientGoneError, "client_gone"),
 )
-# Retry-After for the 503s: a full queue drains in well under a second, and a retry after a
-# shutdown goes to another instance; a request that ran past the deadline met heavy work that
-# a retry at once would meet again
-RETRY_AFTER_S = {"overloaded": "1", "shutting_down": "1", "deadline_exceeded": "5"}
+# Statuses that Starlette itself raises (routing, multipart parsing) and their codes
+STARLETTE_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
+                   405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+INTERNAL_MESSAGE = "internal error; it was logged with this request id"
+
+
+def status_of(code: str) -> int:
+    return ANSWERS[code].status
+
+
+def headers_of(code: str) -> dict[str, str]:
+    """The headers an error code's answer carries (Retry-After for the 503s)."""
+    retry = ANSWERS[code].retry_after_s
+    return {"Retry-After": str(retry)} if retry is not None else {}
 
 
 class ApiError(Exception):
-    """An error with its HTTP status and a stable machine-readable code."""
+    """An error answered at the HTTP edge: a code of ANSWERS (which fixes its status) and a message."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
-        self.reason: str | None = None  # for not_chest_xray: what refused it (Prometheus label)
+        self.code, self.message = code, message
+        self.status = status_of(code)
+        self.headers = headers_of(code) | (headers or {})
+
+
+def code_of(exc: BaseException) -> str:
+    """The error code of a domain error; internal_error for anything else."""
+    if isinstance(exc, ApiError):
+        return exc.code
+    return next((code for kind, code in DOMAIN_CODES if isinstance(exc, kind)), "internal_error")
 
 
 def api_error_for(exc: BaseException) -> ApiError:
-    """The ApiError that answers a domain error; anything else is an internal error (logged by
-    the caller). Never raises."""
+    """The ApiError that answers `exc`. Anything not a domain error is a bug: logged here with
+    its traceback, answered without its text. Never raises."""
     if isinstance(exc, ApiError):
         return exc
-    for kind, status, code in ERROR_TABLE:
-        if isinstance(exc, kind):
-            headers = {"Retry-After": RETRY_AFTER_S[code]} if code in RETRY_AFTER_S else None
-            error = ApiError(status, code, str(exc), headers)
-            error.reason = getattr(exc, "reason", None)
-            return error
-    return ApiError(500, "internal_error", "internal error; it was logged with this request id")
+    code = code_of(exc)
+    if code == "internal_error":
+        log.error("unexpected error while scoring an upload", exc_info=exc)
+        return ApiError(code, INTERNAL_MESSAGE)
+    return ApiError(code, str(exc))
 
 
 def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
@@ -77,10 +137,6 @@ def _request_id(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
-HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found",
-              405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
-
-
 def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
     """The answer to an ApiError; its code also goes to the access log."""
     request.state.error_code = exc.code
@@ -92,9 +148,18 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return api_error_response(request, exc)
 
+    async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+        return api_error_response(request, api_error_for(exc))
+
+    # a whole-request refusal (overload, deadline) raised by a route; a client that has gone is
+    # left to RequestContextMiddleware, which logs it (nobody is left to answer)
+    for kind, code in DOMAIN_CODES:
+        if code != "client_gone":
+            app.add_exception_handler(kind, _domain_error)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(exc.status_code, "http_error")
+        code = STARLETTE_CODES.get(exc.status_code, "http_error")
         request.state.error_code = code
         return error_response(exc.status_code, code, str(exc.detail), _request_id(request),
                               getattr(exc, "headers", None))
@@ -105,6 +170,5 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
         )
-        request.state.error_code = "bad_request"
-        return error_response(400, "bad_request", f"malformed request: {problems}", _request_id(request))
+        return api_error_response(request, ApiError("bad_request", f"malformed request: {problems}"))
     # anything else is answered by RequestContextMiddleware (JSON 500 with the request id)

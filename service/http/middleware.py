@@ -8,13 +8,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.errors import RETRY_AFTER_S, error_body
+from service.http.errors import INTERNAL_MESSAGE, error_body, headers_of, status_of
 from service.http.protocol import ANSWERED_HERE
 from service.inference.errors import ClientGoneError
 from service.metrics import ServiceMetrics
@@ -22,9 +20,6 @@ from service.metrics import ServiceMetrics
 log = logging.getLogger("service.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
-# nginx's code for "the client closed the connection before the answer": in metrics and logs,
-# apart from the 5xx that page someone
-CLIENT_GONE_STATUS = 499
 # A client's id is echoed only if it is short and plain: it goes into logs and headers.
 CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -57,7 +52,7 @@ class RequestContextMiddleware:
         request_id = client_id if client_id and CLIENT_REQUEST_ID.match(client_id) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
+        status = status_of("internal_error")  # until the app starts an answer
         response_started = False
 
         async def send_with_id(message: Message) -> None:
@@ -74,17 +69,16 @@ class RequestContextMiddleware:
             # a flaky network, not a fault: nobody is left to answer, and the work not yet
             # started was dropped (service.inference.scoring); or the protocol answered a stalled
             # upload itself (service.http.protocol)
-            status, scope["state"]["error_code"] = scope["state"].get(
-                ANSWERED_HERE, (CLIENT_GONE_STATUS, "client_gone"))
+            code = scope["state"].get(ANSWERED_HERE, "client_gone")
+            status, scope["state"]["error_code"] = status_of(code), code
         except asyncio.CancelledError:
             # uvicorn cancels the requests still running when CXR_GRACEFUL_SHUTDOWN_S is over;
             # their answer is the contract's 503, not uvicorn's plain-text 500. Not re-raised:
             # this is the request's outermost frame, and uvicorn would log it as an error.
             scope["state"]["error_code"] = "shutting_down"
             if not response_started:
-                await _send_json(send_with_id, 503, error_body(
-                    "shutting_down", "the service is shutting down; retry on another instance", request_id),
-                    close=True, headers=[(b"retry-after", RETRY_AFTER_S["shutting_down"].encode())])
+                await _send_error(send_with_id, "shutting_down",
+                                  "the service is shutting down; retry on another instance", request_id)
         except Exception:
             # A bug, not the client's doing: logged with the id, and still answered in the
             # contract (JSON, request id in body and header). `Connection: close`, since the
@@ -92,9 +86,7 @@ class RequestContextMiddleware:
             log.exception("unexpected error", extra={"request_id": request_id})
             scope["state"]["error_code"] = "internal_error"
             if not response_started:
-                await _send_json(send_with_id, 500, error_body(
-                    "internal_error", "internal error; it was logged with this request id", request_id),
-                    close=True)
+                await _send_error(send_with_id, "internal_error", INTERNAL_MESSAGE, request_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
@@ -110,14 +102,15 @@ class RequestContextMiddleware:
             )
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False,
-                     headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    encoded = json.dumps(body).encode()
-    extra = [(b"connection", b"close")] if close else []
+async def _send_error(send: Send, code: str, message: str, request_id: str | None) -> None:
+    """An error answer sent from here, below the app, with `Connection: close` (the request's
+    body may be half read)."""
+    encoded = json.dumps(error_body(code, message, request_id)).encode()
+    headers = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
     await send({
-        "type": "http.response.start", "status": status,
+        "type": "http.response.start", "status": status_of(code),
         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode()),
-                    *extra, *headers],
+                    (b"connection", b"close"), *headers],
     })
     await send({"type": "http.response.body", "body": encoded})
 
@@ -175,8 +168,7 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         scope.setdefault("state", {})["error_code"] = "payload_too_large"
-        await _send_json(send, 413, error_body(
-            "payload_too_large",
+        await _send_error(
+            send, "payload_too_large",
             f"the upload is larger than the {self.max_bytes / 1024 / 1024:g} MB allowed (CXR_MAX_UPLOAD_MB)",
-            scope.get("state", {}).get("request_id"),
-        ), close=True)
+            scope.get("state", {}).get("request_id"))

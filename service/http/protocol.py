@@ -19,15 +19,15 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from service.http.errors import error_body
+from service.http.errors import error_body, status_of
 
 log = logging.getLogger("service.http")
 
-REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: (status, code)
+ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: the error code
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if nothing_sent or (waiting_for_body and self.cycle is not None and self.cycle.response_started):
             self.transport.close()  # an idle connection, or an answer already on its way
             return
-        self._refuse(408, "request_timeout", f"the request's {what} did not arrive within {seconds:g} s")
+        self._refuse("request_timeout", f"the request's {what} did not arrive within {seconds:g} s")
         if waiting_for_body and self.cycle is not None:
             # the app's next receive() hears of a disconnect; its access log line and metrics
             # then name what the client really got (service.http.middleware)
-            self.scope["state"][ANSWERED_HERE] = (408, "request_timeout")
+            self.scope["state"][ANSWERED_HERE] = "request_timeout"
             self.cycle.disconnected = True
             self.cycle.message_event.set()
 
@@ -93,7 +93,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._header_bytes += len(data)
         super().data_received(data)
         if self._in_headers and self._header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-            self._refuse(431, "request_header_fields_too_large",
+            self._refuse("request_header_fields_too_large",
                          f"the request line and headers are over the {self.limits.max_header_bytes} bytes allowed")
 
     def on_message_begin(self) -> None:
@@ -123,11 +123,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # header bytes count from there, its header clock from on_message_begin
             self._in_headers, self._header_bytes = True, 0
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
+    def _refuse(self, code: str, message: str) -> None:
+        status = status_of(code)
         log.info("request refused before the app: %s", code, extra={"status": status, "error_code": code})
         body = json.dumps(error_body(code, message, None)).encode()
         self.transport.write(b"".join([
-            b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status]),
+            b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from service.http.errors import status_of
+
 
 class Probabilities(BaseModel):
     normal: float = Field(..., ge=0, le=1, examples=[0.07])
@@ -109,14 +111,14 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "not_ready"]
 
 
-def error_examples(*cases: tuple[int, str, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries: status -> an example error body."""
+def error_examples(*cases: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries: (code, message) -> its status (service.http.errors) and an example body."""
     return {
-        status: {
+        status_of(code): {
             "model": ErrorResponse,
             "description": message,
             "content": {"application/json": {"example": {
                 "error": {"code": code, "message": message}, "request_id": "3f2c9a7e0b..."}}},
         }
-        for status, code, message in cases
+        for code, message in cases
     }

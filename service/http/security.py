@@ -24,10 +24,10 @@ async def check_api_key(request: Request) -> None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         offered = token.strip() if scheme.lower() == "bearer" else None
     if not offered:
-        raise ApiError(401, "unauthorized", f"an API key is required ({API_KEY_HEADER} header)", REFUSED_HEADERS)
+        raise ApiError("unauthorized", f"an API key is required ({API_KEY_HEADER} header)", REFUSED_HEADERS)
     # compare against every key, without stopping early, so timing does not reveal which matched
     matched = False
     for key in keys:
         matched |= hmac.compare_digest(offered.encode(), key.encode())
     if not matched:
-        raise ApiError(401, "unauthorized", "the API key is not valid", REFUSED_HEADERS)
+        raise ApiError("unauthorized", "the API key is not valid", REFUSED_HEADERS)

@@ -1,23 +1,25 @@
-"""What a runner does with uploads, apart from how it reaches the model: decode each one,
-then pair the decoded images with their predictions (an error stays in its place, so a batch
-fails per file, always), then draw the heatmaps asked for."""
+"""One request's uploads, from bytes to answers: decode each one, predict the images that
+decoded, check that each is a chest X-ray, draw the heatmaps asked for. `score_uploads` is the
+whole pipeline in order; a runner that runs the model elsewhere (BatchingRunner) calls its two
+halves, `decode_all` and `finish`, around its own prediction, so both runners do the same work.
+
+A file that fails keeps its place as its domain error (service.inputs.errors), so a batch fails
+per file, always; the HTTP edge turns each error into its answer (service.http.errors).
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from service.http.errors import ApiError, api_error_for
 from service.inference.classifier import Classifier, Prediction
 from service.inference.heatmap import Heatmap, make_heatmap
-from service.inputs.chest_check import InputCheck, judge_image
+from service.inputs.chest_check import judge_image
 from service.inputs.decoding import DecodedImage, decode_upload
 from service.inputs.errors import NotChestXrayError
 from service.inputs.limits import Limits
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,55 +30,62 @@ class Scored:
     heatmap: Heatmap | None = None  # ?heatmap=true
 
 
-def decode_one(data: bytes, size: int, limits: Limits, with_preview: bool = False) -> DecodedImage | ApiError:
-    """The decoded file, or the ApiError that says why it cannot be; never raises."""
+# Each file's outcome, in order: its answer, or the error that says why it has none
+Outcome = Scored | Exception
+Decoded = DecodedImage | Exception
+
+
+def score_uploads(files: list[bytes], heatmap: bool, classifier: Classifier, limits: Limits,
+                  predict: Callable[[np.ndarray, bool], list[Prediction]]) -> list[Outcome]:
+    """The pipeline: decode -> predict ((N, S, S) uint8 -> N predictions, with the CAM when
+    `heatmap`) -> the image check -> heatmaps. Never raises for a file's fault."""
+    decoded = decode_all(files, classifier.input_size, limits, heatmap)
+    pixels = pixels_of(decoded)
+    predictions = predict(pixels, heatmap) if pixels is not None else []
+    return finish(decoded, predictions, classifier, limits, heatmap)
+
+
+def decode_all(files: list[bytes], size: int, limits: Limits, with_preview: bool = False) -> list[Decoded]:
+    return [_decode_one(data, size, limits, with_preview) for data in files]
+
+
+def _decode_one(data: bytes, size: int, limits: Limits, with_preview: bool) -> Decoded:
     try:
         return decode_upload(data, size, limits.max_pixels, limits.dicom, with_preview)
     except Exception as exc:  # noqa: BLE001 - each file's failure stays with that file
-        error = api_error_for(exc)
-        if error.status >= 500:
-            log.exception("unexpected error while decoding an upload")
-        return error
+        return exc
 
 
-def decode_all(files: list[bytes], size: int, limits: Limits,
-               with_preview: bool = False) -> list[DecodedImage | ApiError]:
-    return [decode_one(data, size, limits, with_preview) for data in files]
-
-
-def pixels_of(decoded: list[DecodedImage | ApiError]) -> np.ndarray | None:
+def pixels_of(decoded: list[Decoded]) -> np.ndarray | None:
     """(N, S, S) uint8 of the images that decoded, None when none did."""
     good = [d.pixels for d in decoded if isinstance(d, DecodedImage)]
     return np.stack(good) if good else None
 
 
-def attach(decoded: list[DecodedImage | ApiError], predictions: list[Prediction]) -> list[Scored | ApiError]:
-    """`predictions` are for the decoded images, in order."""
+def finish(decoded: list[Decoded], predictions: list[Prediction], classifier: Classifier, limits: Limits,
+           heatmap: bool) -> list[Outcome]:
+    """`predictions` (for the decoded images, in order) paired with their files, checked, and
+    with their heatmaps when asked for."""
     remaining = iter(predictions)
-    return [d if isinstance(d, ApiError) else Scored(d, next(remaining)) for d in decoded]
+    results = [_checked(Scored(d, next(remaining)), classifier, limits) if isinstance(d, DecodedImage) else d
+               for d in decoded]
+    return with_heatmaps(results) if heatmap else results
 
 
-def with_heatmaps(results: list[Scored | ApiError]) -> list[Scored | ApiError]:
+def _checked(result: Scored, classifier: Classifier, limits: Limits) -> Outcome:
+    """The image check (service.inputs.chest_check): a refusal in the file's place, a warning
+    beside its answer, or the answer as it is."""
+    try:
+        warning = judge_image(result.prediction.image_score, classifier.image_check, limits.image_check)
+    except NotChestXrayError as exc:
+        return exc
+    return replace(result, warning=warning) if warning else result
+
+
+def with_heatmaps(results: list[Outcome]) -> list[Outcome]:
     """Each scored image with its heatmap (it was decoded with a preview and scored with its CAM)."""
     return [
         replace(r, heatmap=make_heatmap(r.prediction.cam, r.decoded.preview))
         if isinstance(r, Scored) and r.prediction.cam is not None and r.decoded.preview is not None else r
         for r in results
     ]
-
-
-def check_images(results: list[Scored | ApiError], classifier: Classifier, mode: InputCheck) -> list[Scored | ApiError]:
-    """The image check (service.inputs.chest_check) applied to each scored image: a refusal in
-    the file's place, a warning beside its answer, or nothing."""
-    checked: list[Scored | ApiError] = []
-    for result in results:
-        if not isinstance(result, Scored):
-            checked.append(result)
-            continue
-        try:
-            warning = judge_image(result.prediction.image_score, classifier.image_check, mode)
-        except NotChestXrayError as exc:
-            checked.append(api_error_for(exc))
-            continue
-        checked.append(replace(result, warning=warning) if warning else result)
-    return checked

@@ -13,8 +13,10 @@ a run of one. A batch waits at most `max_wait_ms` for companions, and only while
 are still being decoded (so a lone request never waits); each caller gets its own slice.
 
 Both decode at most `threads` uploads at once: decoding is CPU work, and more threads than that
-only add switching and memory. What surrounds a runner (admission, the deadline, the image
-check, metrics) is the same for both and lives in service.inference.scoring.
+only add switching and memory. Both do the same work on each upload (service.inference.pipeline:
+decode, predict, the image check, heatmaps) and hand memory back after each request; they differ
+only in where and with whom the model runs. What surrounds a runner (admission, the deadline,
+metrics) is the same for both and lives in service.inference.scoring.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Protocol
 
 import numpy as np
 
-from service.http.errors import ApiError
 from service.inference.classifier import Classifier, Prediction
-from service.inference.pipeline import Scored, attach, decode_all, pixels_of, with_heatmaps
+from service.inference.errors import ShuttingDownError
+from service.inference.pipeline import Decoded, Outcome, decode_all, finish, pixels_of, score_uploads
 from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
 from service.process.memory import MemoryWatermark
@@ -47,7 +49,7 @@ class Runner(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Scored | ApiError]:
+    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
         """Each file's result or error, in order; with `heatmap`, each result carries its map."""
         ...
 
@@ -79,7 +81,7 @@ class DirectRunner:
     def _others_idle(self) -> bool:
         return self.peers is None or self.peers.others_idle()
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Scored | ApiError]:
+    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
         self._in_flight += 1
         if self.peers is not None:
             self.peers.add(1)
@@ -87,24 +89,22 @@ class DirectRunner:
             threads = self._workers
             if self._helper is not None and self._helper.pending < threads.pending and self._others_idle():
                 threads = self._helper
-            return await threads.run(self._decode_and_predict, files, heatmap)
+            return await threads.run(self._score_here, files, heatmap)
         finally:
             self._in_flight -= 1
             if self.peers is not None:
                 self.peers.add(-1)
 
-    def _decode_and_predict(self, files: list[bytes], heatmap: bool) -> list[Scored | ApiError]:
+    def _score_here(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
         try:
-            decoded = decode_all(files, self.classifier.input_size, self.limits, heatmap)
-            pixels = pixels_of(decoded)
-            if pixels is None:
-                return attach(decoded, [])
-            self.metrics.batch_size.observe(len(pixels))
-            alone = self._in_flight == 1 and self._others_idle()
-            results = attach(decoded, self.classifier.predict(pixels, alone=alone, cam=heatmap))
-            return with_heatmaps(results) if heatmap else results
+            return score_uploads(files, heatmap, self.classifier, self.limits, self._predict)
         finally:
             self._memory.after_request()
+
+    def _predict(self, pixels: np.ndarray, cam: bool) -> list[Prediction]:
+        self.metrics.batch_size.observe(len(pixels))
+        alone = self._in_flight == 1 and self._others_idle()
+        return self.classifier.predict(pixels, alone=alone, cam=cam)
 
 
 class BatchingRunner:
@@ -119,6 +119,7 @@ class BatchingRunner:
         self._task: asyncio.Task[None] | None = None
         self._workers = WorkerThreads(threads, "cxr-decode")
         self._inference = WorkerThreads(1, "cxr-infer")  # one batch at a time, in its own thread
+        self._memory = MemoryWatermark()
 
     async def start(self) -> None:
         self._workers.start()
@@ -134,19 +135,25 @@ class BatchingRunner:
         while not self._queue.empty():  # nobody is left waiting forever
             _, _, future = self._queue.get_nowait()
             if not future.done():
-                future.set_exception(RuntimeError("the service is shutting down"))
+                future.set_exception(ShuttingDownError("the service is shutting down; retry on another instance"))
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Scored | ApiError]:
+    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
         self.decodes_in_flight += 1  # tells the batcher that a request is coming
         try:
             decoded = await self._workers.run(decode_all, files, self.classifier.input_size, self.limits, heatmap)
         finally:
             self.decodes_in_flight -= 1
         pixels = pixels_of(decoded)
-        if pixels is None:
-            return attach(decoded, [])
-        results = attach(decoded, await self._submit(pixels, heatmap))
-        return await self._workers.run(with_heatmaps, results) if heatmap else results
+        predictions = await self._submit(pixels, heatmap) if pixels is not None else []
+        if heatmap:  # drawing them is CPU work: in a thread; the rest is a few comparisons
+            return await self._workers.run(self._finish, decoded, predictions, heatmap)
+        return self._finish(decoded, predictions, heatmap)
+
+    def _finish(self, decoded: list[Decoded], predictions: list[Prediction], heatmap: bool) -> list[Outcome]:
+        try:
+            return finish(decoded, predictions, self.classifier, self.limits, heatmap)
+        finally:
+            self._memory.after_request()
 
     async def _submit(self, pixels: np.ndarray, heatmap: bool) -> list[Prediction]:
         future: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()

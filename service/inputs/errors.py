@@ -1,6 +1,6 @@
 """Why an upload cannot be scored, in the service's own terms (no HTTP here).
 
-Decoding and checking raise these; `service.http.errors.ERROR_TABLE` maps each to its status and code
+Decoding and checking raise these; `service.http.errors` gives each its code, status and Retry-After
 at the HTTP edge. Messages name the attribute and the rule it broke, never an element's value
 (values can be patient data), except for coded values that are not (Modality, ViewPosition...).
 The image errors shared with training live in cxr_common.preprocessing and are re-exported.

@@ -4,13 +4,15 @@ request still succeeds."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pydicom
 import pytest
 from PIL import Image
 
-from tests.conftest import dicom_sample
+from service.http.errors import ANSWERS, DOMAIN_CODES
+from tests.conftest import REPO_ROOT, dicom_sample
 from tests.service.conftest import assert_error, make_client, png_bytes
 
 
@@ -145,3 +147,23 @@ def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, norma
             assert len(body["request_id"]) == 32  # the id the log line carries, to find the traceback
             assert response.headers["x-request-id"] == body["request_id"]
             assert response.headers["connection"] == "close"  # never a silent close mid-answer
+
+
+def _readme_error_rows() -> dict[str, tuple[int, int | None]]:
+    """code -> (status, Retry-After) as the README's error table states them."""
+    rows: dict[str, tuple[int, int | None]] = {}
+    for line in (REPO_ROOT / "README.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit() and "`" in cells[1]:
+            retry = int(cells[2]) if cells[2] else None
+            rows.update({code: (int(cells[0]), retry) for code in re.findall(r"`([a-z_]+)`", cells[1])})
+    return rows
+
+
+def test_the_readme_error_table_is_the_services():
+    stated = _readme_error_rows()
+    assert stated == {code: (answer.status, answer.retry_after_s) for code, answer in ANSWERS.items()}
+
+
+def test_every_domain_error_has_an_answer():
+    assert {code for _, code in DOMAIN_CODES} <= set(ANSWERS)

@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from service.http.deps import ApiKeyDep, ScoringDep, SettingsDep
-from service.http.errors import ApiError
+from service.http.errors import ApiError, api_error_for
 from service.http.schemas import (
     BatchItem,
     BatchResponse,
@@ -27,18 +27,19 @@ from service.http.schemas import (
 from service.inference.classifier import Classifier, Prediction
 from service.inference.heatmap import Heatmap
 from service.inference.pipeline import Scored
-from service.inference.scoring import ScoringService, score_or_error
+from service.inference.scoring import ScoringService
 
 router = APIRouter(tags=["predict"], dependencies=[ApiKeyDep])
 
 RAW_TYPES = {"image/jpeg", "image/png", "application/dicom", "application/octet-stream"}
 ERRORS = error_examples(
-    (400, "missing_file", "send the image as multipart field 'file' or as the raw body"),
-    (401, "unauthorized", "an API key is required (X-API-Key header)"),
-    (413, "payload_too_large", "the upload is larger than the 50 MB allowed (CXR_MAX_UPLOAD_MB)"),
-    (415, "unsupported_media_type", "the file is not a JPEG, PNG or DICOM image"),
-    (422, "not_chest_xray", "DICOM Modality is 'CT'; this service takes CR, DX"),
-    (503, "overloaded", "this worker is scoring 64 images, its limit is 64 (CXR_MAX_QUEUED_IMAGES); retry shortly"),
+    ("missing_file", "send the image as multipart field 'file' or as the raw body"),
+    ("unauthorized", "an API key is required (X-API-Key header)"),
+    ("payload_too_large", "the upload is larger than the 50 MB allowed (CXR_MAX_UPLOAD_MB)"),
+    ("unsupported_media_type", "the file is not a JPEG, PNG or DICOM image"),
+    ("not_chest_xray", "DICOM Modality is 'CT'; this service takes CR, DX"),
+    ("overloaded", "this worker is scoring 64 images, its limit is 64 (CXR_MAX_QUEUED_IMAGES); retry shortly"),
+    ("internal_error", "internal error; it was logged with this request id"),
 )
 SINGLE_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -76,15 +77,15 @@ async def _read_single_file(request: Request) -> bytes:
     if kind == "multipart/form-data":
         files = await _read_form_files(request, "file", max_files=1)
         if not files:
-            raise ApiError(400, "missing_file", "multipart request has no file in field 'file'")
+            raise ApiError("missing_file", "multipart request has no file in field 'file'")
         return files[0]
     if kind and kind not in RAW_TYPES:
-        raise ApiError(415, "unsupported_media_type",
+        raise ApiError("unsupported_media_type",
                        f"Content-Type '{kind}' is not accepted; send multipart/form-data, "
                        "image/jpeg, image/png or application/dicom")
     data = await request.body()
     if not data:
-        raise ApiError(400, "missing_file", "send the image as multipart field 'file' or as the raw body")
+        raise ApiError("missing_file", "send the image as multipart field 'file' or as the raw body")
     return data
 
 
@@ -128,6 +129,10 @@ def _response(result: Scored, classifier: Classifier, request_id: str, elapsed_m
     )
 
 
+def _error_detail(error: ApiError) -> ErrorDetail:
+    return ErrorDetail(code=error.code, message=error.message)
+
+
 def _json(answer: PredictResponse | BatchResponse, heatmap: bool) -> Response:
     # serialised here rather than by FastAPI's response_model (which validates it again), and
     # without the heatmap key unless it was asked for: the answer is otherwise unchanged
@@ -138,7 +143,7 @@ def _json(answer: PredictResponse | BatchResponse, heatmap: bool) -> Response:
 
 def _check_heatmap(scoring: ScoringService, heatmap: bool) -> None:
     if heatmap and not scoring.classifier.has_cam:
-        raise ApiError(400, "heatmap_unavailable",
+        raise ApiError("heatmap_unavailable",
                        f"model {scoring.classifier.name} has no CAM output to draw a heatmap from")
 
 
@@ -148,9 +153,9 @@ async def predict(request: Request, scoring: ScoringDep, heatmap: bool = Heatmap
     started = time.perf_counter()
     _check_heatmap(scoring, heatmap)
     data = await _read_single_file(request)
-    (result,) = await score_or_error(scoring, [data], heatmap, _until_disconnected(request))
-    if isinstance(result, ApiError):
-        raise result
+    (result,) = await scoring.score([data], heatmap, _until_disconnected(request))
+    if not isinstance(result, Scored):
+        raise api_error_for(result)
     elapsed_ms = (time.perf_counter() - started) * 1000
     return _json(_response(result, scoring.classifier, request.state.request_id, elapsed_ms), heatmap)
 
@@ -162,17 +167,16 @@ async def predict_batch(request: Request, scoring: ScoringDep, settings: Setting
     started = time.perf_counter()
     _check_heatmap(scoring, heatmap)
     if media_type(request) != "multipart/form-data":
-        raise ApiError(415, "unsupported_media_type", "send the files as multipart/form-data field 'files'")
+        raise ApiError("unsupported_media_type", "send the files as multipart/form-data field 'files'")
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
-        raise ApiError(400, "missing_file", "multipart request has no file in field 'files'")
-    results = await score_or_error(scoring, files, heatmap, _until_disconnected(request))
+        raise ApiError("missing_file", "multipart request has no file in field 'files'")
+    results = await scoring.score(files, heatmap, _until_disconnected(request))
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [
-        BatchItem(index=i, error=ErrorDetail(code=r.code, message=r.message))
-        if isinstance(r, ApiError)
-        else BatchItem(index=i, result=_response(r, scoring.classifier, request_id, elapsed_ms))
+        BatchItem(index=i, result=_response(r, scoring.classifier, request_id, elapsed_ms))
+        if isinstance(r, Scored) else BatchItem(index=i, error=_error_detail(api_error_for(r)))
         for i, r in enumerate(results)
     ]
     return _json(BatchResponse(results=items, request_id=request_id, elapsed_ms=round(elapsed_ms, 2)), heatmap)
