@@ -86,6 +86,17 @@ def add_serve_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -
     option("workers", "jobs processed at once", "1")
     option("metrics", "HOST:PORT of the Prometheus /metrics endpoint, or 'off'", "127.0.0.1:9110")
     option("api-key", "API key for the service (default $CXR_API_KEY)")
+    option("api-key-file", "file whose first line is the API key (a compose or Kubernetes secret)")
+
+
+def key_from_file(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise ValueError(f"--api-key-file has value '{path}'; cannot read it ({type(exc).__name__})") from None
+    return lines[0] if lines else None
 
 
 def from_args(args: argparse.Namespace) -> GatewayConfig:
@@ -121,5 +132,5 @@ def from_args(args: argparse.Namespace) -> GatewayConfig:
         retry_max_s=number("retry-max-s", args.retry_max_s, 0),
         workers=int(number("workers", args.workers, 1, integer=True)),
         metrics=metrics,
-        api_key=args.api_key or None,
+        api_key=args.api_key or key_from_file(args.api_key_file),
     )

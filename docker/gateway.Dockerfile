@@ -1,0 +1,27 @@
+# cxr-gateway: the DICOM gateway between a PACS and the service (no model, no onnxruntime).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY cxr_common ./cxr_common
+COPY cxr_client ./cxr_client
+COPY gateway ./gateway
+RUN python -m pip install ".[gateway]" && rm -rf build *.egg-info
+
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin cxr \
+    && mkdir -p /var/lib/cxr-gateway && chown cxr /var/lib/cxr-gateway
+USER cxr
+
+# every option as a CXR_GATEWAY_* variable (see docs/gateway.md)
+ENV CXR_GATEWAY_LISTEN=0.0.0.0:11112 \
+    CXR_GATEWAY_METRICS=0.0.0.0:9110 \
+    CXR_GATEWAY_STATE=/var/lib/cxr-gateway
+VOLUME /var/lib/cxr-gateway
+EXPOSE 11112 9110
+CMD ["cxr-gateway"]
