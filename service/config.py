@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
+    # after SIGTERM: /health/ready answers 503 this long while requests are still accepted and
+    # answered, then the listener closes (service/process/drain.py)
+    drain_s: float = Field(5.0, ge=0, description="seconds of drain after SIGTERM before the listener closes")
     # per connection (see service/http/protocol.py)
     header_timeout_s: float = Field(10.0, gt=0, description="request line and headers must arrive within this")
     body_idle_timeout_s: float = Field(30.0, gt=0, description="longest pause while an upload streams in")

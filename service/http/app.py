@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from cxr_common.hardware import available_cores
 from service.config import Settings
 from service.http.errors import install_error_handlers
+from service.http.in_flight import InFlightMiddleware
 from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.http.routes import docs, health, metrics, model, page, predict
 from service.inference.classifier import CPU, Classifier
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     # added last = outermost: the request id exists before the size limit answers
+    app.add_middleware(InFlightMiddleware, metrics=service_metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     return app

@@ -45,10 +45,12 @@ class ScoringService:
                 f"this worker is scoring {self.queued_images} images, its limit is "
                 f"{self.max_queued_images} (CXR_MAX_QUEUED_IMAGES); retry shortly")
         self.queued_images += len(files)
+        self.metrics.images_queued.inc(len(files))
         try:
             results = await self._score_unless_gone(files, heatmap, disconnected)
         finally:
             self.queued_images -= len(files)
+            self.metrics.images_queued.dec(len(files))
         self._count(results)
         return results
 

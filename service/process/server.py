@@ -30,7 +30,8 @@ from service.config import Settings
 from service.http.app import create_app
 from service.http.protocol import protocol_class
 from service.inference.classifier import Classifier
-from service.metrics import MULTIPROCESS_DIR
+from service.metrics import MULTIPROCESS_DIR, mark_dead
+from service.process.drain import DrainingServer
 from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
@@ -95,7 +96,10 @@ def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
 
 
 def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
-    return uvicorn.Server(uvicorn_config(settings, app))
+    """uvicorn's server, with the drain on SIGTERM (service.process.drain): /health/ready says
+    503 (app.state.draining) for CXR_DRAIN_S before the listener closes."""
+    return DrainingServer(uvicorn_config(settings, app), settings.drain_s,
+                          on_drain=lambda: setattr(app.state, "draining", True))
 
 
 def _socket(host: str, reuse_port: bool) -> socket.socket:
@@ -215,6 +219,8 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
                 if now - slot.started_at > STABLE_S:
                     slot.deaths_in_a_row = 0
                 continue
+            if slot.process.pid is not None:
+                mark_dead(slot.process.pid)  # its requests died with its connections
             was_ready = bool(ready_flags[slot.index])
             failures_before_ready = 0 if was_ready else failures_before_ready + 1
             if failures_before_ready >= START_FAILURES:
@@ -228,7 +234,7 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
             log.warning("a worker process exited with status %s; starting another in %g s",
                         slot.process.exitcode, pause)
             slot.process, slot.restart_at = None, now + pause
-    deadline = time.monotonic() + settings.graceful_shutdown_s + 5
+    deadline = time.monotonic() + settings.drain_s + settings.graceful_shutdown_s + 5
     for slot in slots:
         if slot.process is not None:
             slot.process.join(max(0.0, deadline - time.monotonic()))

@@ -19,8 +19,9 @@ async def live() -> Health:
 @router.get("/health/ready", response_model=Health, responses={503: {"model": Health}})
 async def ready(request: Request) -> Health | JSONResponse:
     """200 once the model is loaded and a warm-up inference ran and while this worker takes
-    more work; 503 before, during shutdown, and while its scoring queue is full."""
+    more work; 503 before, while it drains after SIGTERM (CXR_DRAIN_S) and shuts down, and while
+    its scoring queue is full."""
     state = request.app.state
-    if getattr(state, "ready", False) and not state.scoring.full:
+    if getattr(state, "ready", False) and not getattr(state, "draining", False) and not state.scoring.full:
         return Health(status="ready")
     return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)
