@@ -10,6 +10,7 @@ can hold patient data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -26,6 +27,14 @@ CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "TORS
                               "CHEST_AP", "PECHO", "BRUST", "THORAX_CHEST", "POUMON", "TORACE"})
 FRONTAL_VIEWS = frozenset({"AP", "PA"})
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX"})
+# DICOM's Code String (CS): at most 16 of A-Z, 0-9, space and underscore. A value that is not
+# one ('MRN-PHI-778899', 200 KB of text) is no coded value and may be patient data: not quoted.
+CODE_STRING = re.compile(r"[A-Z0-9 _]{1,16}")
+
+
+def shown(value: str) -> str:
+    """`value` quoted when it is a short coded string, else a mention that it is not one."""
+    return f"'{value}'" if CODE_STRING.fullmatch(value) else "not a coded value (not shown)"
 
 
 class Refusal(NamedTuple):
@@ -58,7 +67,7 @@ class ChestRules:
         """The first rule `dataset` breaks, or None when its attributes allow a frontal chest X-ray."""
         for modality in values_of(dataset, "Modality"):
             if modality not in self.modalities:
-                return Refusal("Modality", f"DICOM Modality is '{modality}'; this service takes "
+                return Refusal("Modality", f"DICOM Modality is {shown(modality)}; this service takes "
                                f"{', '.join(sorted(self.modalities))}")
         sop_class = values_of(dataset, "SOPClassUID")
         if sop_class and sop_class[0] not in self.sop_classes:
@@ -67,10 +76,10 @@ class ChestRules:
             return Refusal("SOPClassUID", f"DICOM SOPClassUID is {name}; only CR and DX image storage are taken")
         for part in values_of(dataset, "BodyPartExamined"):
             if part not in self.body_parts:
-                return Refusal("BodyPartExamined", f"DICOM BodyPartExamined is '{part}', not the chest")
+                return Refusal("BodyPartExamined", f"DICOM BodyPartExamined is {shown(part)}, not the chest")
         for view in values_of(dataset, "ViewPosition"):
             if view not in self.frontal_views:
-                return Refusal("ViewPosition", f"DICOM ViewPosition is '{view}'; only frontal views "
+                return Refusal("ViewPosition", f"DICOM ViewPosition is {shown(view)}; only frontal views "
                                f"({', '.join(sorted(self.frontal_views))}) are taken")
         return None
 

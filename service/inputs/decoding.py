@@ -15,6 +15,7 @@ from PIL import Image
 
 from cxr_common.preprocessing import open_image, oriented_grayscale, squash
 from service.inference.heatmap import preview
+from service.inputs.cost import CostLimits, check_jpeg
 from service.inputs.dicom import DicomPolicy, is_dicom, read_dicom
 from service.inputs.errors import (
     EmptyUploadError,
@@ -48,11 +49,13 @@ def sniff_format(data: bytes) -> str | None:
 
 
 def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPolicy,
-            with_preview: bool) -> DecodedImage:
+            with_preview: bool, cost: CostLimits) -> DecodedImage:
     if kind == "dicom":
-        image, width, height = read_dicom(data, max_pixels, min_side=size, policy=policy)
+        image, width, height = read_dicom(data, max_pixels, min_side=size, policy=policy, cost=cost)
         gray = oriented_grayscale(image, size)
     else:
+        if kind == "jpeg":
+            check_jpeg(data, cost)  # before Pillow reads a byte of the scans
         with open_image(data, max_pixels=max_pixels) as opened:
             width, height = opened.size
             check_shape(width, height)
@@ -61,17 +64,18 @@ def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPol
 
 
 def decode_upload(data: bytes, size: int, max_pixels: int, policy: DicomPolicy = DicomPolicy(),
-                  with_preview: bool = False) -> DecodedImage:
+                  with_preview: bool = False, cost: CostLimits = CostLimits()) -> DecodedImage:
     """Raise EmptyUploadError, UnsupportedImageError, NotChestXrayError or an ImageDecodeError
-    (too large, bad shape, unsupported DICOM, corrupt) when the upload cannot be scored.
-    `with_preview`: keep a small upright copy of the image to draw its heatmap over."""
+    (too large, too costly, bad shape, unsupported DICOM, corrupt) when the upload cannot be
+    scored. `with_preview`: keep a small upright copy of the image to draw its heatmap over;
+    `cost`: the limits on decoding work beyond the pixel count (service.inputs.cost)."""
     if not data:
         raise EmptyUploadError("the uploaded file is empty")
     kind = sniff_format(data)
     if kind is None:
         raise UnsupportedImageError("the file is not a JPEG, PNG or DICOM image")
     try:
-        return _decode(data, kind, size, max_pixels, policy, with_preview)
+        return _decode(data, kind, size, max_pixels, policy, with_preview, cost)
     except (ImageDecodeError, NotChestXrayError):
         raise
     except UnsupportedImageError:

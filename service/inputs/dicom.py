@@ -32,6 +32,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut  #
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
 from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules, values_of
+from service.inputs.cost import CostLimits, check_frame
 from service.inputs.errors import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -59,7 +60,7 @@ def is_dicom(data: bytes) -> bool:
 
 
 def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None,
-               policy: DicomPolicy = DicomPolicy()) -> tuple[Image.Image, int, int]:
+               policy: DicomPolicy = DicomPolicy(), cost: CostLimits = CostLimits()) -> tuple[Image.Image, int, int]:
     """DICOM bytes -> (8-bit 'L' image of the first frame, width, height of the original).
 
     With `min_side`, the stored values are first averaged down by the largest power of two that
@@ -71,7 +72,7 @@ def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         warnings.simplefilter("ignore")
         dataset = _parse(data, max_pixels * BYTES_PER_PIXEL_BUDGET)
         check_attributes(dataset, policy)
-        rows, columns = _size(dataset, max_pixels, policy.check)
+        rows, columns = _size(dataset, max_pixels, policy.check, cost)
         return _pixels(dataset, min_side), columns, rows
 
 
@@ -129,8 +130,10 @@ def _int(dataset: pydicom.Dataset, keyword: str, default: int | None = None) -> 
     return number
 
 
-def _size(dataset: pydicom.Dataset, max_pixels: int, check: bool = True) -> tuple[int, int]:
-    """Rows, Columns, checked: declared size, shape, and a compressed frame's own header."""
+def _size(dataset: pydicom.Dataset, max_pixels: int, check: bool = True,
+          cost: CostLimits = CostLimits()) -> tuple[int, int]:
+    """Rows, Columns, checked: declared size, shape, and a compressed frame's own header and
+    decoding cost (scans, tiles, layers: service.inputs.cost)."""
     if "PixelData" not in dataset:
         raise ImageDecodeError("DICOM has no pixel data")
     rows, columns = _int(dataset, "Rows"), _int(dataset, "Columns")
@@ -142,11 +145,12 @@ def _size(dataset: pydicom.Dataset, max_pixels: int, check: bool = True) -> tupl
         check_shape(columns, rows)
     syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     if syntax is not None and UID(syntax).is_compressed:
-        _check_frame_header(dataset, rows, columns, max_pixels)
+        _check_frame_header(dataset, rows, columns, max_pixels, cost)
     return rows, columns
 
 
-def _check_frame_header(dataset: pydicom.Dataset, rows: int, columns: int, max_pixels: int) -> None:
+def _check_frame_header(dataset: pydicom.Dataset, rows: int, columns: int, max_pixels: int,
+                        cost: CostLimits) -> None:
     try:
         frames = _int(dataset, "NumberOfFrames", 1) or 1
         first = next(generate_frames(dataset.PixelData, number_of_frames=frames))
@@ -166,6 +170,7 @@ def _check_frame_header(dataset: pydicom.Dataset, rows: int, columns: int, max_p
     if (size.width, size.height) != (columns, rows):
         raise UnsupportedDicomError(
             f"DICOM frame header says {size.width}x{size.height} but Rows/Columns say {columns}x{rows}")
+    check_frame(first, cost)
 
 
 def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:

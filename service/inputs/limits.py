@@ -1,10 +1,12 @@
-"""What one upload may cost, and which DICOMs are taken: resolved from the settings once."""
+"""What one upload may cost, and which DICOMs are taken: resolved from the settings once
+(Settings.limits); the defaults here are the settings' own, for tools that decode alone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from service.inputs.chest_check import InputCheck
+from service.inputs.chest_check import DEFAULT_MODE, InputCheck
+from service.inputs.cost import CostLimits
 from service.inputs.dicom import DicomPolicy
 from service.inputs.shape import DEFAULT_MAX_PIXELS
 
@@ -13,4 +15,5 @@ from service.inputs.shape import DEFAULT_MAX_PIXELS
 class Limits:
     max_pixels: int = DEFAULT_MAX_PIXELS
     dicom: DicomPolicy = field(default_factory=DicomPolicy)
-    image_check: InputCheck = InputCheck.refuse  # CXR_INPUT_CHECK
+    image_check: InputCheck = DEFAULT_MODE
+    cost: CostLimits = field(default_factory=CostLimits)  # decoding work beyond the pixel count
