@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,10 @@ def measured(sr: pydicom.Dataset, concept: str) -> float:
     raise KeyError(concept)
 
 
+def seconds(log_time: str) -> float:
+    return datetime.fromisoformat(log_time.replace("Z", "+00:00")).timestamp()
+
+
 def dciodvfy_errors(path: Path) -> list[str]:
     done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
     return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
@@ -96,7 +101,8 @@ def states(gateway: GatewayProcess) -> list[str]:
 
 def test_frontal_image_gets_one_sr_and_one_sc_and_replays_write_nothing(pacs, service, gateways, tmp_path, val_images):
     study = chest_study([val_images[-1]], lateral_image=val_images[0])
-    gateway = start_gateway(gateways, pacs, tmp_path, service)
+    metrics_port = free_port()
+    gateway = start_gateway(gateways, pacs, tmp_path, service, "--metrics", f"127.0.0.1:{metrics_port}")
     study_id = put_study(pacs, study)
 
     started = time.monotonic()
@@ -131,6 +137,15 @@ def test_frontal_image_gets_one_sr_and_one_sc_and_replays_write_nothing(pacs, se
     assert sc.BurnedInAnnotation == "YES" and sc.SamplesPerPixel == 3
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     assert states(gateway) == ["skipped", "skipped", "written"]  # the lateral and the CT passed over
+    arrivals = [line["time"] for line in gateway.events("received") + gateway.events("skipped")]
+    assert seconds(gateway.events("written")[0]["time"]) - seconds(max(arrivals)) >= 1.0  # --quiet-s 1: study complete first
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    for line in ("cxr_gateway_written_total 1.0", "cxr_gateway_scored_total 1.0", "cxr_gateway_received_total 3.0",
+                 'cxr_gateway_skipped_total{attribute="ViewPosition"} 1.0', "cxr_gateway_receipt_to_written_seconds_count 1.0"):
+        assert line in metrics
+    log = gateway.log.read_text()  # no patient data, no identifying UIDs in the logs
+    for value in (str(source.PatientName), source.PatientID, source.AccessionNumber, study.study_uid, source.SOPInstanceUID):
+        assert value not in log
 
     # Replays: the whole study again, now with the SR and SC in it (Orthanc routes all of it)
     for _ in range(3):
@@ -216,3 +231,15 @@ def test_results_go_back_by_c_store_with_store_to(pacs, service, gateways, tmp_p
     wait_for(lambda: result_count(pacs, study_id) == 2, WITHIN_S, "one SR and one SC stored by C-STORE")
     assert gateway.events("started")[0]["sends_by"] == "C-STORE"
     assert states(gateway) == ["skipped", "skipped", "written"]
+
+
+def test_calling_ae_titles_off_the_allow_list_are_rejected(pacs, gateways, tmp_path):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    gateway = start_gateway(gateways, pacs, tmp_path, "http://127.0.0.1:9", "--allow-aet", f"{pacs.ae_title},OTHER_PACS")
+    assert pacs.http.post("/modalities/gateway/echo", json={}).status_code == 200  # Orthanc is on the list
+    intruder = AE(ae_title="INTRUDER")
+    intruder.add_requested_context(Verification)
+    association = intruder.associate("127.0.0.1", gateway.port, ae_title=GATEWAY_AE)
+    assert association.is_rejected
