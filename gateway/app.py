@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from gateway import logs, metrics
+from gateway import logs, metrics, storage
 from gateway.config import GatewayConfig
 from gateway.jobs import JobTable
 from gateway.receiver import Receiver, state_file
@@ -27,6 +27,7 @@ class Gateway:
 
     def start(self) -> None:
         recovered = self.jobs.recover()
+        orphans = storage.remove_orphans(self.config.state, self.jobs.paths())
         if self.config.metrics is not None:
             metrics.serve(*self.config.metrics)
         self.receiver.start()
@@ -36,7 +37,8 @@ class Gateway:
             self._threads.append(thread)
         host, port = self.config.listen
         logs.event("started", listen=f"{host}:{port}", ae_title=self.config.ae_title, recovered_jobs=recovered,
-                   sends_by="C-STORE" if self.config.store_to else "STOW-RS", counts=self.jobs.counts())
+                   orphan_files_removed=orphans, sends_by="C-STORE" if self.config.store_to else "STOW-RS",
+                   counts=self.jobs.counts())
 
     def stop(self) -> None:
         """Stop taking studies, let the workers finish the job in hand, close."""

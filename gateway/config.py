@@ -55,9 +55,11 @@ class GatewayConfig:
     allow_aets: frozenset[str] = frozenset()  # calling AE titles accepted; empty: any
     max_associations: int = 8
     quiet_s: float = 5.0
-    max_attempts: int = 8
-    retry_base_s: float = 2.0  # first retry after ~this; doubles each attempt, with jitter
-    retry_max_s: float = 60.0
+    max_attempts: int = 40
+    retry_base_s: float = 1.0  # first retry after ~this; doubles each attempt, with jitter
+    # a short cap: once the service or the PACS is back, waiting jobs go within ~15 s (40 attempts
+    # at the cap span about 8 minutes of outage before a job is dead-lettered)
+    retry_max_s: float = 15.0
     workers: int = 1
     metrics: tuple[str, int] | None = ("127.0.0.1", 9110)
     api_key: str | None = None  # for the service; default $CXR_API_KEY (cxr_client's rule)
@@ -80,9 +82,9 @@ def add_serve_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -
     option("allow-aet", "comma-separated calling AE titles accepted (default: any)", "")
     option("max-associations", "simultaneous associations accepted", "8")
     option("quiet-s", "a study is complete after this many seconds without a new instance", "5")
-    option("max-attempts", "attempts before a job is dead-lettered", "8")
-    option("retry-base-s", "delay before the first retry (doubles each time, with jitter)", "2")
-    option("retry-max-s", "longest delay between retries", "60")
+    option("max-attempts", "attempts before a job is dead-lettered", "40")
+    option("retry-base-s", "delay before the first retry (doubles each time, with jitter)", "1")
+    option("retry-max-s", "longest delay between retries", "15")
     option("workers", "jobs processed at once", "1")
     option("metrics", "HOST:PORT of the Prometheus /metrics endpoint, or 'off'", "127.0.0.1:9110")
     option("api-key", "API key for the service (default $CXR_API_KEY)")

@@ -148,6 +148,11 @@ class JobTable:
                 rows = self._db.execute("SELECT * FROM jobs ORDER BY received_at")
             return [Job(**row) for row in rows.fetchall()]
 
+    def paths(self) -> set[str]:
+        """The files pending and dead jobs still need."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT path FROM jobs WHERE path IS NOT NULL")}
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())

@@ -31,3 +31,14 @@ def write_durably(path: Path, data: bytes) -> None:
 def remove(path: str | None) -> None:
     if path:
         Path(path).unlink(missing_ok=True)
+
+
+def remove_orphans(state: Path, wanted: set[str]) -> int:
+    """At start-up: files a crash left behind (a .part never renamed, or an instance whose job
+    row was never committed, so whose C-STORE was never acknowledged and will come again)."""
+    removed = 0
+    for path in (state / "incoming").glob("*"):
+        if str(path) not in wanted:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -220,6 +220,7 @@ def test_gateway_killed_mid_study_loses_nothing_and_doubles_nothing(pacs, servic
     found = results(pacs, study_id)
     assert sorted(len(sops) for sops in found.values()) == [3, 3]
     assert states(third) == ["skipped", "skipped", "written", "written", "written"]
+    assert not list((tmp_path / "state" / "incoming").iterdir())  # finished jobs' files and crash leftovers gone
 
 
 def test_results_go_back_by_c_store_with_store_to(pacs, service, gateways, tmp_path, val_images):
