@@ -106,11 +106,12 @@ def config(directory: Path, http_port: int, dicom_port: int, ae_title: str) -> d
 
 
 @contextmanager
-def running_orthanc(directory: Path, ae_title: str = "ORTHANC") -> Iterator[Orthanc]:
-    """Orthanc on free loopback ports (run it inside tests.gateway.netns.private_network)."""
+def running_orthanc(directory: Path, ae_title: str = "ORTHANC", **settings: Any) -> Iterator[Orthanc]:
+    """Orthanc on free loopback ports (run it inside tests.gateway.netns.private_network);
+    `settings` override or add configuration entries."""
     directory.mkdir(parents=True, exist_ok=True)
     http_port, dicom_port = free_port(), free_port()
-    (directory / "orthanc.json").write_text(json.dumps(config(directory, http_port, dicom_port, ae_title)))
+    (directory / "orthanc.json").write_text(json.dumps({**config(directory, http_port, dicom_port, ae_title), **settings}))
     with open(directory / "orthanc.log", "w") as log:
         process = subprocess.Popen(["Orthanc", str(directory / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{http_port}"

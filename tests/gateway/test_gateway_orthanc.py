@@ -20,8 +20,9 @@ import pytest
 from gateway import MANUFACTURER
 from gateway.identity import SR, instance_uid
 from gateway.results_sr import P_PNEUMONIA
+from tests.conftest import REPO_ROOT
 from tests.gateway.conftest import GATEWAY_AE, GatewayProcess
-from tests.gateway.orthanc import Orthanc
+from tests.gateway.orthanc import Orthanc, running_orthanc
 from tests.gateway.study import Study, chest_study
 from tests.servers import free_port, running_service
 
@@ -244,3 +245,19 @@ def test_calling_ae_titles_off_the_allow_list_are_rejected(pacs, gateways, tmp_p
     intruder.add_requested_context(Verification)
     association = intruder.associate("127.0.0.1", gateway.port, ae_title=GATEWAY_AE)
     assert association.is_rejected
+
+
+def test_demo_routing_script_sends_new_studies_and_never_the_results(network, service, gateways, tmp_path, val_images):
+    """docker/pacs-demo's Lua script in a real Orthanc: a study stored there reaches the gateway by
+    itself, and the results stored back do not travel again."""
+    script = REPO_ROOT / "docker" / "pacs-demo" / "route-to-gateway.lua"
+    with running_orthanc(tmp_path / "orthanc", LuaScripts=[str(script)]) as pacs:
+        gateway = start_gateway(gateways, pacs, tmp_path, service)
+        pacs.add_modality("cxr-gateway", GATEWAY_AE, gateway.port)  # the name the script sends to
+        study = chest_study([val_images[8]], lateral_image=val_images[10])
+        study_id = put_study(pacs, study)  # nothing else: the script routes each stored instance
+        wait_for(lambda: result_count(pacs, study_id) == 2, WITHIN_S, "the SR and SC via the routing script")
+        time.sleep(3)
+        assert len(gateway.events("received")) + len(gateway.events("skipped")) == 3
+        assert not gateway.events("own_output_ignored") and not gateway.events("replayed")
+        assert states(gateway) == ["skipped", "skipped", "written"]
