@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
-        settings = Settings(**overrides)
+        settings = Settings.from_env(os.environ, **overrides)
     except ValidationError as exc:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return 2

@@ -1,25 +1,28 @@
-"""All settings in one object, read from CXR_* environment variables (or passed in tests)."""
+"""All settings in one object, passed in: `Settings.from_env(os.environ)` reads the CXR_*
+variables (python -m service does), a test or an embedding application passes values. Each
+default is written here once; what a setting means is in its comment or description."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules
 from cxr_common.model_metadata import MODEL_FILE
-from service.http.protocol import ConnectionLimits
-from service.inputs.chest_check import InputCheck
+from service.inputs.chest_check import DEFAULT_MODE, InputCheck
 from service.inputs.dicom import DicomPolicy
 from service.inputs.limits import Limits
 from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / MODEL_FILE
+ENV_PREFIX = "CXR_"
 
 
 class Device(str, Enum):
@@ -44,8 +47,19 @@ def _comma_list(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CXR_", extra="ignore")
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What one connection may cost (service/http/protocol.py); from the settings below."""
+
+    header_timeout_s: float
+    body_idle_timeout_s: float
+    max_header_bytes: int
+    max_connections: int
+
+
+class Settings(BaseModel):
+    # a misspelt setting passed in is an error, not a default silently kept
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -62,7 +76,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(50.0, gt=0)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="decompression-bomb guard")
     max_batch_files: int = Field(32, ge=1)
-    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_keys: list[SecretStr] = Field(default_factory=list)  # never shown in a repr or a log
     api_keys_file: Path | None = None
     # listening beyond loopback without keys is refused unless this says it is meant
     allow_anonymous: bool = False
@@ -80,10 +94,18 @@ class Settings(BaseSettings):
     max_connections: int = Field(1000, ge=1, description="open connections per worker; more are closed at once")
     request_deadline_s: float = Field(15.0, gt=0, description="decode + score time per request before deadline_exceeded")
     max_queued_images: int = Field(64, ge=1, description="images being scored at once per worker before overloaded")
-    input_check: InputCheck = InputCheck.refuse
-    dicom_modalities: Annotated[list[str], NoDecode] = Field(default_factory=lambda: sorted(DEFAULT_RULES.modalities))
+    input_check: InputCheck = DEFAULT_MODE
+    dicom_modalities: list[str] = Field(default_factory=lambda: sorted(DEFAULT_RULES.modalities))
     # SOP classes taken besides CR and DX image storage (e.g. secondary capture's 1.2.840.10008.5.1.4.1.1.7)
-    dicom_extra_sop_classes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dicom_extra_sop_classes: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """The settings that CXR_<NAME> variables in `environ` give (names in any case; other
+        variables are ignored), with `overrides` (command-line options) on top."""
+        found = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items()
+                 if key.upper().startswith(ENV_PREFIX)}
+        return cls(**({name: value for name, value in found.items() if name in cls.model_fields} | overrides))
 
     @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", mode="before")
     @classmethod
@@ -120,12 +142,12 @@ class Settings(BaseSettings):
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
-    def all_api_keys(self) -> list[str]:
+    def all_api_keys(self) -> list[SecretStr]:
         """Keys from CXR_API_KEYS and the keys file (one per line, # comments)."""
         keys = list(self.api_keys)
         if self.api_keys_file is not None:
             for line in self.api_keys_file.read_text().splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
-                    keys.append(line)
+                    keys.append(SecretStr(line))
         return keys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -54,10 +55,10 @@ def make_runner(classifier: Classifier, settings: Settings, plan: ServingPlan, l
 
 def create_app(settings: Settings | None = None, classifier: Classifier | None = None,
                peers: PeerLoad | None = None, plan: ServingPlan | None = None) -> FastAPI:
-    """The app for `settings` (default: from CXR_* variables); `classifier` skips loading;
+    """The app for `settings` (default: from the CXR_* variables); `classifier` skips loading;
     `peers`: the load of the other worker processes, when there are several; `plan`: how this
     process uses the machine (default: resolved here, for one process)."""
-    settings = settings or Settings()
+    settings = settings or Settings.from_env(os.environ)
     service_metrics = ServiceMetrics()
 
     @asynccontextmanager

@@ -18,24 +18,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.config import ConnectionLimits, Settings
 from service.http.errors import error_body, status_of
 
 log = logging.getLogger("service.http")
 
 ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: the error code
-
-
-@dataclass(frozen=True)
-class ConnectionLimits:
-    header_timeout_s: float = 10.0
-    body_idle_timeout_s: float = 30.0
-    max_header_bytes: int = 64 * 1024
-    max_connections: int = 1000
 
 
 def protocol_class(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
@@ -44,7 +37,8 @@ def protocol_class(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
-    limits = ConnectionLimits()
+    # the settings' defaults (no environment read), for `uvicorn --http` naming this class
+    limits: ClassVar[ConnectionLimits] = Settings().connection_limits()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._timer: asyncio.TimerHandle | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Request
+from pydantic import SecretStr
 
 from service.http.errors import ApiError
 
@@ -16,7 +17,7 @@ REFUSED_HEADERS = {"WWW-Authenticate": "Bearer", "Connection": "close"}
 
 async def check_api_key(request: Request) -> None:
     """Accept `X-API-Key: KEY` or `Authorization: Bearer KEY` when keys are configured."""
-    keys: list[str] = request.app.state.api_keys
+    keys: list[SecretStr] = request.app.state.api_keys
     if not keys:
         return
     offered = request.headers.get(API_KEY_HEADER)
@@ -28,6 +29,6 @@ async def check_api_key(request: Request) -> None:
     # compare against every key, without stopping early, so timing does not reveal which matched
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(offered.encode(), key.encode())
+        matched |= hmac.compare_digest(offered.encode(), key.get_secret_value().encode())
     if not matched:
         raise ApiError("unauthorized", "the API key is not valid", REFUSED_HEADERS)

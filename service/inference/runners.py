@@ -111,7 +111,7 @@ class BatchingRunner:
     """Collects (N_i, S, S) uint8 arrays from callers into runs of at most `max_batch` images."""
 
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int, limits: Limits,
-                 max_batch: int = 16, max_wait_ms: float = 5.0):
+                 max_batch: int, max_wait_ms: float):
         self.classifier, self.metrics, self.limits = classifier, metrics, limits
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for

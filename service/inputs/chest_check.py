@@ -23,6 +23,9 @@ class InputCheck(str, Enum):
     off = "off"  # no image check (the DICOM attribute checks still apply)
 
 
+DEFAULT_MODE = InputCheck.refuse  # CXR_INPUT_CHECK
+
+
 def judge_image(score: float | None, check: ImageCheck | None, mode: InputCheck) -> str | None:
     """The image check for one scored image: None when it passes (or is not run), the warning
     to answer beside it in `flag` mode; raises NotChestXrayError in `refuse` mode."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-from unittest import mock
 
 import pydicom
 import pytest
@@ -94,15 +92,18 @@ def test_health_and_model_stay_open_with_keys(keyed_client):
     assert keyed_client.get("/model").status_code == 200
 
 
-def test_settings_from_environment(tmp_path):
-    settings = Settings()
-    assert (settings.host, settings.port, settings.max_upload_mb, settings.max_batch_files) == (
-        "127.0.0.1", 8000, 50.0, 32)
-    with mock.patch.dict(os.environ, {"CXR_PORT": "9123", "CXR_API_KEYS": "a,b", "CXR_DEVICE": "cpu"}):
-        settings = Settings()
-    assert settings.port == 9123 and settings.api_keys == ["a", "b"] and settings.device.value == "cpu"
+def test_settings_from_an_environment(tmp_path):
+    environ = {"CXR_PORT": "9123", "CXR_API_KEYS": "a, b", "cxr_device": "cpu", "CXR_CACHE_DIR": "/elsewhere",
+               "HOME": "/root"}
+    settings = Settings.from_env(environ, host="::1")
+    assert (settings.host, settings.port, settings.device.value) == ("::1", 9123, "cpu")
+    assert [key.get_secret_value() for key in settings.api_keys] == ["a", "b"]
+    assert "'a'" not in repr(settings) and "'b'" not in repr(settings)  # keys are secrets
+    assert Settings.from_env({}) == Settings()  # nothing from the process's own environment
     with pytest.raises(ValueError, match="CXR_API_KEYS_FILE"):
         Settings(api_keys_file=tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="port"):
+        Settings.from_env({"CXR_PORT": "not a number"})
 
 
 def test_logs_are_json_without_patient_data(client, caplog, normal_jpeg):
