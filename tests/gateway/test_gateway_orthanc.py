@@ -261,3 +261,20 @@ def test_demo_routing_script_sends_new_studies_and_never_the_results(network, se
         assert len(gateway.events("received")) + len(gateway.events("skipped")) == 3
         assert not gateway.events("own_output_ignored") and not gateway.events("replayed")
         assert states(gateway) == ["skipped", "skipped", "written"]
+
+
+def test_a_refusal_by_the_service_is_recorded_and_nothing_is_written(pacs, service, gateways, tmp_path, val_images):
+    """Attributes of a frontal chest CR over a photograph: the service's image check refuses it."""
+    from PIL import Image
+    from skimage import data
+
+    photograph = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(photograph)
+    study = chest_study([photograph], lateral_image=val_images[0])
+    gateway = start_gateway(gateways, pacs, tmp_path, service)
+    study_id = put_study(pacs, study)
+    pacs.send_study("gateway", study_id)
+    refused = wait_for(lambda: [job for job in gateway.command("jobs") if job["state"] == "refused"], WITHIN_S, "the refusal")
+    assert refused[0]["detail"].startswith("not_chest_xray") and refused[0]["attempts"] == 1
+    time.sleep(1)
+    assert result_count(pacs, study_id) == 0 and not gateway.events("written")
