@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from http import HTTPStatus
 from typing import ClassVar
 
@@ -28,6 +29,10 @@ from service.http.errors import error_body, status_of
 
 log = logging.getLogger("service.http")
 
+# after an answer that left its request's body unread: how long, and how much, of the rest is
+# read and dropped before the connection is closed
+LINGER_S = 2.0
+LINGER_BYTES = 1 << 20
 ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: the error code
 
 
@@ -44,6 +49,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._in_headers = True
+        self._lingering, self._lingered = False, 0
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             log.warning("connection refused: %d open, the limit is %d (CXR_MAX_CONNECTIONS)",
@@ -69,6 +75,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         if self.transport.is_closing():
             return
+        if self._lingering:
+            self.transport.close()
+            return
         waiting_for_body = not self._in_headers
         nothing_sent = self._in_headers and self._header_bytes == 0
         if nothing_sent or (waiting_for_body and self.cycle is not None and self.cycle.response_started):
@@ -83,12 +92,29 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.message_event.set()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # the rest of a body already answered: dropped, up to a limit
+            self._lingered += len(data)
+            if self._lingered > LINGER_BYTES:
+                self.transport.close()
+            return
         if self._in_headers:
             self._header_bytes += len(data)
         super().data_received(data)
         if self._in_headers and self._header_bytes > self.limits.max_header_bytes and not self.transport.is_closing():
-            self._refuse("request_header_fields_too_large",
-                         f"the request line and headers are over the {self.limits.max_header_bytes} bytes allowed")
+            self._refuse_long_headers()
+
+    def _refuse_long_headers(self) -> None:
+        self._refuse("request_header_fields_too_large",
+                     f"the request line and headers are over the {self.limits.max_header_bytes} bytes allowed")
+
+    def send_400_response(self, msg: str) -> None:
+        """What httptools cannot parse, answered in the JSON contract (uvicorn's own answer is
+        plain text): a bad request line, header or chunk size."""
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # an answer is already on its way: nothing more can be said
+        elif not self.transport.is_closing():
+            self._refuse("bad_request", "malformed HTTP request: the request line, a header or the "
+                         "body framing could not be parsed")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -99,31 +125,65 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._disarm()
+        # headers that arrived in one read with what follows them were never counted while
+        # incomplete: measured here (a 70 KB URL would otherwise fail uvicorn's URL parser: 400)
+        if len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers) > self.limits.max_header_bytes:
+            self._refuse_long_headers()
+            return
         super().on_headers_complete()
         self._arm(self.limits.body_idle_timeout_s, "body")
 
     def on_body(self, body: bytes) -> None:
+        if self.transport.is_closing():
+            return  # refused at its headers: there is no request to give the body to
         super().on_body(body)
         self._arm(self.limits.body_idle_timeout_s, "body")
 
     def on_message_complete(self) -> None:
+        if self.transport.is_closing():
+            return
         super().on_message_complete()
         self._disarm()
 
     def on_response_complete(self) -> None:
+        # An answer given before its request's body had all arrived (415, 404, 400...): the rest
+        # of that body would be parsed as the next request. Instead the connection ends: our
+        # side is shut after the answer, and what the client still sends is read and dropped
+        # for at most LINGER_S or LINGER_BYTES (closing at once would make the kernel reset
+        # the connection, and a client could lose the answer it has not read yet).
+        # (With a pipelined request waiting, the answered one had arrived whole.)
+        if self.cycle is not None and self.cycle.more_body and not self.pipeline and not self.transport.is_closing():
+            self._linger()
+            return
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
             # uvicorn's keep-alive timer now runs until the next request's first byte; its
             # header bytes count from there, its header clock from on_message_begin
             self._in_headers, self._header_bytes = True, 0
 
+    def _linger(self) -> None:
+        self.server_state.total_requests += 1  # as uvicorn's on_response_complete counts it
+        self._lingering, self._in_headers = True, False
+        self._arm(LINGER_S, "")  # _timed_out closes a lingering connection
+        self.flow.resume_reading()  # reading stops when an unread body fills uvicorn's buffer
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        else:
+            self.transport.close()
+
+    def _client(self) -> str | None:
+        return self.client[0] if self.client else None
+
     def _refuse(self, code: str, message: str) -> None:
         status = status_of(code)
-        log.info("request refused before the app: %s", code, extra={"status": status, "error_code": code})
-        body = json.dumps(error_body(code, message, None)).encode()
+        request_id = uuid.uuid4().hex  # no request reached the app: the id is made here
+        log.info("request refused before the app: %s", code,
+                 extra={"status": status, "error_code": code, "request_id": request_id, "client": self._client()})
+        body = json.dumps(error_body(code, message, request_id)).encode()
         self.transport.write(b"".join([
             b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
             b"content-type: application/json\r\n",
+            b"x-request-id: %s\r\n" % request_id.encode(),
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
             body,
