@@ -34,12 +34,12 @@ class JsonFormatter(logging.Formatter):
 def setup(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
-    for name in ("gateway",):
+    # pynetdicom's INFO lines print dataset elements (patient data): only its warnings, as JSON
+    for name, name_level in (("gateway", level), ("pynetdicom", max(level, logging.WARNING))):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(level)
+        logger.setLevel(name_level)
         logger.propagate = False
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines print dataset elements
 
 
 def event(name: str, **fields: Any) -> None:
