@@ -32,17 +32,14 @@ class AsyncClient:
 
     async def predict(self, path_or_bytes: str | os.PathLike[str] | bytes) -> Prediction:
         data = await asyncio.to_thread(protocol.read_input, path_or_bytes)
-        last: Exception | None = None
-        for number in range(1, self.policy.attempts + 1):
-            try:
-                response = await self._http.post(
-                    "/predict", content=data, headers={"Content-Type": protocol.content_type(data)})
-                return protocol.judge(response)
-            except protocol.RETRYABLE as exc:
-                last = exc
-            if number < self.policy.attempts:
-                await asyncio.sleep(protocol.delay_after(self.policy, number, last))
-        raise protocol.gave_up(self.policy, last)
+
+        async def attempt() -> Prediction:
+            response = await self._http.post(
+                "/predict", content=data, headers={"Content-Type": protocol.content_type(data)})
+            return protocol.judge(response)
+
+        prediction: Prediction = await protocol.async_retrying(self.policy)(attempt)
+        return prediction
 
     async def predict_many(self, paths: Iterable[str | os.PathLike[str]], concurrency: int = 4) -> AsyncIterator[ItemResult]:
         """Score files `concurrency` at a time, yielding each result as it completes."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -73,12 +72,5 @@ class Client:
         return self._with_retries(attempt)
 
     def _with_retries(self, attempt: Callable[[], T]) -> T:
-        last: Exception | None = None
-        for number in range(1, self.policy.attempts + 1):
-            try:
-                return attempt()
-            except protocol.RETRYABLE as exc:
-                last = exc
-            if number < self.policy.attempts:
-                time.sleep(protocol.delay_after(self.policy, number, last))
-        raise protocol.gave_up(self.policy, last)
+        result: T = protocol.retrying(self.policy)(attempt)
+        return result

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from cxr_client.errors import ServiceError, ServiceUnavailable
 from cxr_client.results import Prediction
@@ -66,13 +68,29 @@ def error_from(response: httpx.Response) -> ServiceError:
 RETRYABLE = (Retry, *RETRYABLE_ERRORS)  # what the sync and async retry loops catch
 
 
-def delay_after(policy: RetryPolicy, attempt: int, failure: Exception | None) -> float:
-    """Seconds to wait after failed attempt `attempt`, honouring the server's Retry-After."""
-    return policy.delay(attempt, getattr(failure, "retry_after", None))
+def _retry_options(policy: RetryPolicy) -> dict[str, Any]:
+    """tenacity's loop, as the policy says: RETRYABLE failures only, `policy.attempts` in all,
+    the server's Retry-After or jittered backoff between them, ServiceUnavailable at the end."""
+
+    def wait(state: RetryCallState) -> float:
+        failure = state.outcome.exception() if state.outcome is not None else None
+        return policy.delay(state.attempt_number, getattr(failure, "retry_after", None))
+
+    def give_up(state: RetryCallState) -> Any:
+        last = state.outcome.exception() if state.outcome is not None else None
+        raise ServiceUnavailable(f"no answer after {policy.attempts} attempts: "
+                                 f"{describe(last if isinstance(last, Exception) else None)}")
+
+    return {"stop": stop_after_attempt(policy.attempts), "wait": wait,
+            "retry": retry_if_exception_type(RETRYABLE), "retry_error_callback": give_up}
 
 
-def gave_up(policy: RetryPolicy, last: Exception | None) -> ServiceUnavailable:
-    return ServiceUnavailable(f"no answer after {policy.attempts} attempts: {describe(last)}")
+def retrying(policy: RetryPolicy) -> Retrying:
+    return Retrying(**_retry_options(policy))
+
+
+def async_retrying(policy: RetryPolicy) -> AsyncRetrying:
+    return AsyncRetrying(**_retry_options(policy))
 
 
 def describe(exc: Exception | None) -> str:

@@ -1,29 +1,29 @@
-"""JSON-lines logging. Records carry request id, route, status and latency; never image
-data, file names or DICOM tags (they can hold patient data), so nothing logs them."""
+"""JSON-lines logging, by python-json-logger: time, level, logger and message, then every
+field a call passes in `extra` (request id, route, status, latency...). Records never carry
+image data, file names or DICOM tags (they can hold patient data), so nothing passes them."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("request_id", "method", "route", "status", "latency_ms", "error_code",
-                  "provider", "model_version", "plan")
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
+
+# uvicorn passes its message again with terminal colours; the plain one is enough
+DROPPED_FIELDS = ("color_message", "taskName")
 
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: getattr(record, k) for k in CONTEXT_FIELDS if hasattr(record, k)})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+class JsonFormatter(_LibraryJsonFormatter):
+    def __init__(self) -> None:
+        super().__init__("{asctime}{levelname}{name}{message}", style="{",
+                         rename_fields={"asctime": "time", "levelname": "level", "name": "logger",
+                                        "exc_info": "exception"},
+                         reserved_attrs=[*RESERVED_ATTRS, *DROPPED_FIELDS])
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
 
 
 def configure_logging(level: str = "INFO") -> None:
