@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from typing import Any
 
 log = logging.getLogger("gateway")
@@ -34,6 +35,9 @@ class JsonFormatter(logging.Formatter):
 def setup(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    # pydicom warns about non-conformant datasets quoting element values (patient data), on
+    # stderr, outside these JSON lines: what matters surfaces as a job's failure instead
+    warnings.simplefilter("ignore")
     # pynetdicom's INFO lines print dataset elements (patient data): only its warnings, as JSON
     for name, name_level in (("gateway", level), ("pynetdicom", max(level, logging.WARNING))):
         logger = logging.getLogger(name)
