@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules
 from cxr_common.model_metadata import MODEL_FILE
 from service.inputs.chest_check import DEFAULT_MODE, InputCheck
+from service.inputs.cost import DEFAULT_MAX_JPEG_SCANS, CostLimits
 from service.inputs.dicom import DicomPolicy
 from service.inputs.limits import Limits
 from service.inputs.shape import DEFAULT_MAX_PIXELS
@@ -76,6 +77,7 @@ class Settings(BaseModel):
     max_upload_mb: float = Field(50.0, gt=0)
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="decompression-bomb guard")
     max_batch_files: int = Field(32, ge=1)
+    max_jpeg_scans: int = Field(DEFAULT_MAX_JPEG_SCANS, ge=1, description="scans of a progressive JPEG (service/inputs/cost.py)")
     api_keys: list[SecretStr] = Field(default_factory=list)  # never shown in a repr or a log
     api_keys_file: Path | None = None
     # listening beyond loopback without keys is refused unless this says it is meant
@@ -121,7 +123,8 @@ class Settings(BaseModel):
             modalities=frozenset(m.upper() for m in self.dicom_modalities),
             sop_classes=DEFAULT_RULES.sop_classes | frozenset(self.dicom_extra_sop_classes),
         ))
-        return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check)
+        return Limits(max_pixels=self.max_pixels, dicom=policy, image_check=self.input_check,
+                      cost=CostLimits(max_jpeg_scans=self.max_jpeg_scans))
 
     @model_validator(mode="after")
     def _check_files(self) -> Settings:
@@ -143,11 +146,12 @@ class Settings(BaseModel):
         return int(self.max_upload_mb * 1024 * 1024)
 
     def all_api_keys(self) -> list[SecretStr]:
-        """Keys from CXR_API_KEYS and the keys file (one per line, # comments)."""
+        """Keys from CXR_API_KEYS and the keys file (one per line; a line starting with # is a
+        comment, while a # inside a key is part of it: 'Tr0ub4dor#3xYz' is one key)."""
         keys = list(self.api_keys)
         if self.api_keys_file is not None:
             for line in self.api_keys_file.read_text().splitlines():
-                line = line.split("#", 1)[0].strip()
-                if line:
+                line = line.strip()
+                if line and not line.startswith("#"):
                     keys.append(SecretStr(line))
         return keys

@@ -51,7 +51,7 @@ def decode_all(files: list[bytes], size: int, limits: Limits, with_preview: bool
 
 def _decode_one(data: bytes, size: int, limits: Limits, with_preview: bool) -> Decoded:
     try:
-        return decode_upload(data, size, limits.max_pixels, limits.dicom, with_preview)
+        return decode_upload(data, size, limits.max_pixels, limits.dicom, with_preview, limits.cost)
     except Exception as exc:  # noqa: BLE001 - each file's failure stays with that file
         return exc
 

@@ -165,3 +165,10 @@ def test_a_short_coded_value_is_still_named():
     assert DEFAULT_RULES.refusal(dataset) == "DICOM BodyPartExamined is 'KNEE', not the chest"
     assert shown("ABDOMEN_PELVIS") == "'ABDOMEN_PELVIS'" and "not shown" in shown("A" * 17)
     assert np.all([shown(v) != f"'{v}'" for v in ("MRN-1", "a b", "")])
+
+
+def test_cxr_max_jpeg_scans_reaches_the_service(bundled_model, big_xray):
+    bomb = scan_bomb(big_xray.resize((512, 512)), 20)  # 26 scans
+    with make_client(bundled_model, max_jpeg_scans=8) as strict:
+        response = strict.post("/predict", content=bomb, headers={"Content-Type": "image/jpeg"})
+    assert "26 scans; at most 8" in assert_error(response, 422, "image_too_large")["error"]["message"]
