@@ -1,0 +1,179 @@
+"""Failover across hosts: three copies of the service, each on its own "host" (a network
+namespace with its own address on a bridge), behind Debian's HAProxy health-checking
+/health/ready, as a Kubernetes Service or a hospital's load balancer would put them. Under 240
+requests at 20/s one host is SIGKILLed (a node lost: its requests die with it, HAProxy retries
+them elsewhere), then restarted, and another is SIGTERMed (a pod stopped: its drain takes it out
+of rotation before its listener closes). Every request must be answered 200.
+
+The services run as the Helm chart runs them: one worker process, one core's threads, API keys."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.deploy import netns_lab
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs Debian's haproxy (apt-get install haproxy)"),
+    pytest.mark.skipif(netns_lab.unavailable() is not None, reason=str(netns_lab.unavailable())),
+]
+
+PORT = 8000
+API_KEY = "failover-test-key"
+COUNT, RATE = 240, 20.0  # 12 s of load
+KILL_AT, RESTART_AT, TERM_AT = 2.0, 3.0, 6.0  # seconds into the load
+POD_ENV = {"CXR_WORKERS": "1", "CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "2",
+           "CXR_API_KEYS": API_KEY, "CXR_DRAIN_S": "5"}
+START_TIMEOUT_S = 120  # three models loading at once on a shared machine
+
+HAPROXY_CONFIG = """
+global
+    maxconn 256
+    # L7 retries resend the request, so the whole request must fit in a buffer: an X-ray of up to 1 MB
+    tune.bufsize 1048576
+    stats socket {stats} mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 500ms
+    timeout client 30s
+    timeout server 20s
+    timeout http-request 10s
+    # a check answered late on a busy machine is not a dead host (a dead one refuses at once)
+    timeout check 2s
+    option http-buffer-request
+    # a request whose host died (refused, or closed without an answer) or said 503 goes to another;
+    # safe for /predict, which changes nothing
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout 503
+
+frontend api
+    bind 127.0.0.1:8080
+    default_backend cxr
+
+backend cxr
+    balance roundrobin
+    option httpchk GET /health/ready
+    http-check expect status 200
+    default-server inter 250ms fastinter 250ms downinter 500ms fall 2 rise 2
+{servers}
+"""
+
+
+def server_states(stats: Path) -> dict[str, str]:
+    """HAProxy's view of each server: UP, DOWN, ... (its runtime API, `show stat`)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(str(stats))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    # a server is UP before its first check: only a passed check (L7OK) says it answers
+    return {row["svname"]: "UP" if row["status"] == "UP" and row["check_status"] == "L7OK" else row["status"]
+            for row in rows if row["pxname"] == "cxr" and row["svname"] not in ("FRONTEND", "BACKEND")}
+
+
+def wait_state(stats: Path, server: str, state: str, timeout: float) -> float:
+    """Seconds until HAProxy reports `server` in `state`."""
+    started = time.monotonic()
+    while not stats.exists():  # HAProxy still starting
+        assert time.monotonic() - started < 10, "HAProxy did not open its stats socket"
+        time.sleep(0.05)
+    # exactly: "UP 1/2" is a server going down, "DOWN 1/2" one coming up
+    while (seen := server_states(stats).get(server, "")) != state:
+        assert time.monotonic() - started < timeout, f"{server} is {seen}, not {state}, after {timeout} s"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def test_every_request_is_answered_through_kill_restart_and_stop(bundled_model, val_images, tmp_path):
+    image = min(val_images, key=lambda p: p.stat().st_size)  # a real X-ray well under HAProxy's buffer
+    with netns_lab.lab(3) as lab:
+        names = [f"h{i + 1}" for i in range(3)]
+        logs = {name: tmp_path / f"{name}.log" for name in names}
+        processes: dict[str, subprocess.Popen] = {}
+
+        def start(i: int) -> subprocess.Popen:
+            argv = [sys.executable, "-m", "service", "--host", lab.addresses[i], "--port", str(PORT),
+                    "--model", str(bundled_model)]
+            with open(logs[names[i]], "a") as log:
+                return subprocess.Popen(lab.command(lab.hosts[i], ["env", *(f"{k}={v}" for k, v in POD_ENV.items()), *argv]),
+                                        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+        stats = tmp_path / "haproxy.sock"
+        config = tmp_path / "haproxy.cfg"
+        config.write_text(HAPROXY_CONFIG.format(stats=stats, servers="\n".join(
+            f"    server {name} {address}:{PORT} check" for name, address in zip(names, lab.addresses))))
+        with open(tmp_path / "haproxy.log", "w") as haproxy_log:  # the child keeps its own descriptor
+            haproxy = subprocess.Popen(lab.command(lab.balancer, ["haproxy", "-f", str(config), "-db"]),
+                                       stdout=subprocess.DEVNULL, stderr=haproxy_log)
+        try:
+            for i, name in enumerate(names):
+                processes[name] = start(i)
+            for name in names:
+                wait_state(stats, name, "UP", START_TIMEOUT_S)
+
+            load = subprocess.Popen(
+                lab.command(lab.balancer, [sys.executable, "-m", "tests.deploy.paced_load", "http://127.0.0.1:8080",
+                                           str(image), "--count", str(COUNT), "--rate", str(RATE), "--api-key", API_KEY]),
+                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            began = time.monotonic()
+
+            time.sleep(max(0.0, began + KILL_AT - time.monotonic()))
+            processes["h1"].kill()  # SIGKILL: a host lost with the requests it held
+            marked_down_s = wait_state(stats, "h1", "DOWN", 5)
+            processes["h1"].wait(5)
+
+            time.sleep(max(0.0, began + RESTART_AT - time.monotonic()))
+            processes["h1"] = start(0)
+
+            time.sleep(max(0.0, began + TERM_AT - time.monotonic()))
+            terminated = time.monotonic()
+            processes["h2"].send_signal(signal.SIGTERM)  # a pod stopped: drain, then close
+            drained_out_s = wait_state(stats, "h2", "DOWN", 5)
+
+            output, errors = load.communicate(timeout=COUNT / RATE + 60)
+            assert load.returncode == 0, errors
+            report = json.loads(output)
+            h2_status = processes["h2"].wait(30)
+            h2_stopped_s = time.monotonic() - terminated
+            wait_state(stats, "h1", "UP", START_TIMEOUT_S)  # the restarted host is back in rotation
+            h1_back_s = time.monotonic() - began
+        finally:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+            haproxy.terminate()
+            haproxy.wait(10)
+
+    results = report["results"]
+    statuses = [r["status"] for r in results]
+    latencies = sorted(r["latency_s"] for r in results)
+    print(f"\n{statuses.count(200)} of {len(results)} answered 200 in {report['seconds']} s; "
+          f"h1 SIGKILLed at {KILL_AT} s, marked down in {marked_down_s:.2f} s, up again {h1_back_s:.1f} s into the run; "
+          f"h2 SIGTERMed at {TERM_AT} s, out of rotation in {drained_out_s:.2f} s, exited after {h2_stopped_s:.1f} s; "
+          f"latency p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+    failed = [r for r in results if r["status"] != 200]
+    assert not failed, failed[:5]
+    assert len(results) == COUNT and report["seconds"] < COUNT / RATE + 20  # bounded: no request hung
+    assert marked_down_s < 2.0 and drained_out_s < 2.0
+    assert h2_status in (0, -signal.SIGTERM) and h2_stopped_s >= float(POD_ENV["CXR_DRAIN_S"])
+    # the drain, not a refusal, took h2 out: HAProxy saw it not ready while it still served
+    assert "draining" in logs["h2"].read_text()
