@@ -17,8 +17,9 @@ def make_client(bundled_model, **settings) -> TestClient:
 
 
 @pytest.fixture(scope="module")
-def client(bundled_model):
-    with make_client(bundled_model) as test_client:
+def client(request, bundled_model):
+    """The app on the bundled model, started, with the test module's CLIENT_SETTINGS if any."""
+    with make_client(bundled_model, **getattr(request.module, "CLIENT_SETTINGS", {})) as test_client:
         yield test_client
 
 

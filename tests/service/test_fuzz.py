@@ -22,7 +22,6 @@ from pydicom.uid import (
 )
 
 from tests.dicoms import encoded
-from tests.service.conftest import make_client
 
 EXAMPLES = 300
 DEADLINE_S = 10.0
@@ -41,10 +40,7 @@ def seeds(val_images, tmp_path_factory) -> list[bytes]:
     return [jpeg.getvalue(), png.getvalue(), *(encoded(folder / "x.png", s) for s in syntaxes)]
 
 
-@pytest.fixture(scope="module")
-def client(bundled_model):
-    with make_client(bundled_model, request_deadline_s=DEADLINE_S) as test_client:
-        yield test_client
+CLIENT_SETTINGS = {"request_deadline_s": DEADLINE_S}  # for the `client` fixture
 
 
 @st.composite

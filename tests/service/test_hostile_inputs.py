@@ -22,16 +22,13 @@ from service.inputs.dicom import DicomPolicy, read_dicom
 from service.inputs.frame_headers import frame_size, j2k_size, jpeg_size
 from tests.conftest import dicom_sample
 from tests.dicoms import chest_dataset, encoded, to_bytes
-from tests.service.conftest import assert_error, make_client, png_bytes
+from tests.service.conftest import assert_error, png_bytes
 
 MAX_PIXELS = 3_000_000  # small, so that bombs can be built quickly; the rules are the same
 SECRET = "Secret^Name"  # a patient name that must never come back in an answer or a log
 
 
-@pytest.fixture(scope="module")
-def client(bundled_model):
-    with make_client(bundled_model, max_pixels=MAX_PIXELS) as test_client:
-        yield test_client
+CLIENT_SETTINGS = {"max_pixels": MAX_PIXELS}  # for the `client` fixture
 
 
 @pytest.fixture(scope="module")
