@@ -7,10 +7,12 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from cxr_client import protocol
-from cxr_client.client import Client
 from cxr_client.errors import ServiceError
 from cxr_client.results import REFUSED_CODE, Prediction
+from cxr_client.retry import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -32,32 +34,32 @@ class Refused(Exception):
         self.code = code
 
 
-class _HeatmapClient(Client):
-    """cxr_client's Client with ?heatmap=true and the whole answer (the model's sha256, the
-    type probabilities and the images are not in its Prediction)."""
-
-    def predict_answer(self, data: bytes) -> tuple[Prediction, dict[str, Any]]:
-        def attempt() -> tuple[Prediction, dict[str, Any]]:
-            response = self._http.post("/predict", params={"heatmap": "true"}, content=data,
-                                       headers={"Content-Type": "application/dicom"})
-            prediction = protocol.judge(response)  # raises Retry (retried here) or ServiceError
-            body: dict[str, Any] = response.json()
-            return prediction, body
-
-        return self._with_retries(attempt)
-
-
 class Scorer:
-    def __init__(self, service_url: str, api_key: str | None = None, attempts: int = 3):
-        self._client = _HeatmapClient(service_url, api_key=api_key, retries=attempts)
+    """POST /predict?heatmap=true through cxr_client's protocol: its headers (API key), its
+    judgement of answers (Retry for 429/5xx-busy, ServiceError with the service's code) and its
+    retry loop (Retry-After honoured, jittered backoff). Not Client.predict: the gateway needs the
+    whole answer (the model's sha256, the type probabilities, the heatmap images)."""
+
+    def __init__(self, service_url: str, api_key: str | None = None, attempts: int = 3,
+                 timeout_s: float = protocol.DEFAULT_TIMEOUT_S):
+        self._http = httpx.Client(base_url=service_url, timeout=timeout_s, headers=protocol.headers(api_key))
+        self._policy = RetryPolicy(attempts=max(1, attempts))
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
+
+    def _predict(self, data: bytes) -> tuple[Prediction, dict[str, Any]]:
+        response = self._http.post("/predict", params={"heatmap": "true"}, content=data,
+                                   headers={"Content-Type": "application/dicom"})
+        prediction = protocol.judge(response)  # raises Retry (retried by the loop) or ServiceError
+        body: dict[str, Any] = response.json()
+        return prediction, body
 
     def score(self, dicom: bytes) -> Score:
         """Raises Refused, or ServiceError (ServiceUnavailable when it could not be reached)."""
         try:
-            prediction, body = self._client.predict_answer(dicom)
+            # a loop per call: tenacity keeps a loop's state on its object, and workers are threads
+            prediction, body = protocol.retrying(self._policy)(self._predict, dicom)
         except ServiceError as exc:
             if exc.code == REFUSED_CODE:
                 raise Refused(exc.code, str(exc)) from None
