@@ -74,8 +74,9 @@ def build_sc(source: pydicom.Dataset, score: Score) -> hd.sc.SCImage:
         transfer_syntax_uid=pydicom.uid.ExplicitVRLittleEndian,
     )
     sc.BurnedInAnnotation = "YES"
-    if source.get("BodyPartExamined"):
-        sc.BodyPartExamined = source.BodyPartExamined
+    # the chest, as the source says or (left out by the sender) as the service judged it; without
+    # it the General Series module wants Laterality, which a chest does not have
+    sc.BodyPartExamined = source.get("BodyPartExamined") or "CHEST"
     sc.SeriesDescription = SERIES_DESCRIPTION
     sc.ImageComments = DISCLAIMER
     sc.SoftwareVersions = f"{score.model_name} {score.prediction.model_version}"
