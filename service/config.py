@@ -24,6 +24,7 @@ from service.inputs.shape import DEFAULT_MAX_PIXELS
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / MODEL_FILE
 ENV_PREFIX = "CXR_"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # the Host names a loopback service answers to
 
 
 class Device(str, Enum):
@@ -79,6 +80,10 @@ class Settings(BaseModel):
     max_batch_files: int = Field(32, ge=1)
     max_jpeg_scans: int = Field(DEFAULT_MAX_JPEG_SCANS, ge=1, description="scans of a progressive JPEG (service/inputs/cost.py)")
     api_keys: list[SecretStr] = Field(default_factory=list)  # never shown in a repr or a log
+    # Host names answered (service/http/host_origin.py); unset: the loopback names when listening
+    # on loopback, any when listening beyond it; '*' for any
+    allowed_hosts: list[str] | None = None
+    allowed_origins: list[str] = Field(default_factory=list)  # browser origins besides the service's own
     api_keys_file: Path | None = None
     # listening beyond loopback without keys is refused unless this says it is meant
     allow_anonymous: bool = False
@@ -109,7 +114,8 @@ class Settings(BaseModel):
                  if key.upper().startswith(ENV_PREFIX)}
         return cls(**({name: value for name, value in found.items() if name in cls.model_fields} | overrides))
 
-    @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", mode="before")
+    @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", "allowed_hosts",
+                     "allowed_origins", mode="before")
     @classmethod
     def _split_lists(cls, value: object) -> object:
         return _comma_list(value)
@@ -140,6 +146,12 @@ class Settings(BaseModel):
                 f"listening on {self.host} (beyond this machine) without API keys: set CXR_API_KEYS or "
                 "CXR_API_KEYS_FILE, or CXR_ALLOW_ANONYMOUS=true if anyone on the network may use it")
         return self
+
+    def hosts_allowed(self) -> list[str]:
+        """CXR_ALLOWED_HOSTS, or by default the loopback names on loopback and any host beyond."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        return list(LOOPBACK_HOSTS) if _is_loopback(self.host) else ["*"]
 
     @property
     def max_upload_bytes(self) -> int:

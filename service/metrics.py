@@ -29,9 +29,9 @@ class ServiceMetrics:
             "cxr_inference_batch_size", "images per onnxruntime run", buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
-        self.predictions = Counter(
-            "cxr_predictions", "images scored, by predicted label", ("label",), registry=self.registry,
-        )
+        # no label: a counter by predicted label moved by one after each request, so anyone who
+        # could read it learnt each user's result
+        self.predictions = Counter("cxr_predictions", "images scored", registry=self.registry)
         self.refusals = Counter(
             "cxr_refusals", "inputs refused as not frontal chest X-rays, by what refused them "
             "(a DICOM attribute, or image_check)", ("reason",), registry=self.registry,

@@ -13,9 +13,11 @@ from fastapi_offline import FastAPIOffline
 from cxr_common.hardware import available_cores
 from service.config import Settings
 from service.http.errors import install_error_handlers
+from service.http.host_origin import HostOriginMiddleware
 from service.http.in_flight import InFlightMiddleware
 from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.http.routes import docs, health, metrics, model, page, predict
+from service.http.web_headers import WebHeadersMiddleware
 from service.inference.classifier import CPU, Classifier
 from service.inference.runners import BatchingRunner, DirectRunner, Runner
 from service.inference.scoring import ScoringService
@@ -105,5 +107,8 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     # added last = outermost: the request id exists before the size limit answers
     app.add_middleware(InFlightMiddleware, metrics=service_metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(HostOriginMiddleware, allowed_hosts=settings.hosts_allowed(),
+                       allowed_origins=settings.allowed_origins)
+    app.add_middleware(WebHeadersMiddleware)
     app.add_middleware(RequestContextMiddleware, metrics=service_metrics)
     return app

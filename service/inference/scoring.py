@@ -76,6 +76,6 @@ class ScoringService:
     def _count(self, results: list[Outcome]) -> None:
         for result in results:
             if isinstance(result, Scored):
-                self.metrics.predictions.labels(result.prediction.label).inc()
+                self.metrics.predictions.inc()
             elif isinstance(result, NotChestXrayError):
                 self.metrics.refusals.labels(result.reason).inc()

@@ -13,7 +13,9 @@ from service.http.app import create_app
 
 
 def make_client(bundled_model, **settings) -> TestClient:
-    return TestClient(create_app(Settings(model_path=bundled_model, **settings)), raise_server_exceptions=False)
+    # addressed as localhost: a loopback service answers only to loopback Host names
+    return TestClient(create_app(Settings(model_path=bundled_model, **settings)), raise_server_exceptions=False,
+                      base_url="http://localhost")
 
 
 @pytest.fixture(scope="module")

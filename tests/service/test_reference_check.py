@@ -83,7 +83,7 @@ def test_a_model_with_only_the_old_single_output_still_serves(bundled_model, tmp
     model.metadata_props.extend(kept)
     old = tmp_path / "single-output.onnx"
     onnx.save(model, str(old))
-    with TestClient(create_app(Settings(model_path=old))) as client:
+    with TestClient(create_app(Settings(model_path=old)), base_url="http://localhost") as client:
         body = client.post("/predict", content=val_images[-1].read_bytes(), headers={"Content-Type": "image/jpeg"}).json()
         assert body["label"] == "pneumonia" and body["pneumonia_type"] is None and body["warning"] is None
         info = client.get("/model").json()

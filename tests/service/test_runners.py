@@ -74,7 +74,8 @@ def test_a_lone_request_does_not_wait_for_companions(bundled_model, normal_jpeg)
 @pytest.mark.parametrize(("batching", "runner"), [(None, DirectRunner), (True, BatchingRunner), (False, DirectRunner)])
 def test_batching_is_on_with_cuda_only_unless_set(bundled_model, batching, runner):
     # the CPU provider here: unset means no batching (it buys little on a CPU, see runners.py)
-    with TestClient(create_app(Settings(model_path=bundled_model, batching=batching))) as client:
+    with TestClient(create_app(Settings(model_path=bundled_model, batching=batching)),
+                    base_url="http://localhost") as client:
         assert type(client.app.state.scoring.runner) is runner
 
 

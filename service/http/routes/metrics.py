@@ -6,9 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.http.deps import MetricsDep
+from service.http.deps import ApiKeyDep, MetricsDep
 
-router = APIRouter(tags=["operations"])
+# behind the API key when keys are set: the counters describe other users' requests
+router = APIRouter(tags=["operations"], dependencies=[ApiKeyDep])
 
 
 @router.get("/metrics", response_class=Response)
