@@ -16,7 +16,7 @@ from service.http.errors import install_error_handlers
 from service.http.host_origin import HostOriginMiddleware
 from service.http.in_flight import InFlightMiddleware
 from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from service.http.routes import docs, health, metrics, model, page, predict
+from service.http.routes import docs, health, metrics, model, oip, page, predict
 from service.http.web_headers import WebHeadersMiddleware
 from service.inference.classifier import CPU, Classifier
 from service.inference.runners import BatchingRunner, DirectRunner, Runner
@@ -101,6 +101,8 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)
+    app.include_router(oip.router)  # the Open Inference Protocol beside the service's own API
+    app.include_router(oip.infer_router)
     page.install(app)
     if settings.metrics_enabled:
         app.include_router(metrics.router)

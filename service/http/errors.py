@@ -1,6 +1,7 @@
 """Where errors become HTTP, once: `ANSWERS` gives every error code its status and Retry-After,
 `DOMAIN_CODES` gives each domain error raised inside its code. Every error answers
-{"error": {"code", "message"}, "request_id"}; never a bare 500 page."""
+{"error": {"code", "message"}, "request_id"}, or under /v2 (the Open Inference Protocol) the
+protocol's {"error": message} with the same code and request id beside it; never a bare 500 page."""
 
 from __future__ import annotations
 
@@ -126,13 +127,20 @@ def api_error_for(exc: BaseException) -> ApiError:
     return ApiError(code, str(exc))
 
 
-def error_body(code: str, message: str, request_id: str | None) -> dict[str, Any]:
+OIP_PREFIX = "/v2"  # the Open Inference Protocol's routes (service/http/routes/oip.py)
+
+
+def error_body(code: str, message: str, request_id: str | None, path: str = "") -> dict[str, Any]:
+    """The error's body for a request to `path`."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        # the protocol's clients (tritonclient) read "error" as the message
+        return {"error": message, "code": code, "request_id": request_id}
     return {"error": {"code": code, "message": message}, "request_id": request_id}
 
 
 def error_response(status: int, code: str, message: str, request_id: str | None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, request_id), status_code=status, headers=headers)
+                   headers: dict[str, str] | None = None, path: str = "") -> JSONResponse:
+    return JSONResponse(error_body(code, message, request_id, path), status_code=status, headers=headers)
 
 
 def _request_id(request: Request) -> str | None:
@@ -142,7 +150,7 @@ def _request_id(request: Request) -> str | None:
 def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
     """The answer to an ApiError; its code also goes to the access log."""
     request.state.error_code = exc.code
-    return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers)
+    return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.headers, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -164,7 +172,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = STARLETTE_CODES.get(exc.status_code, "http_error")
         request.state.error_code = code
         return error_response(exc.status_code, code, str(exc.detail), _request_id(request),
-                              getattr(exc, "headers", None))
+                              getattr(exc, "headers", None), request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -78,7 +78,7 @@ class RequestContextMiddleware:
             scope["state"]["error_code"] = "shutting_down"
             if not response_started:
                 await _send_error(send_with_id, "shutting_down",
-                                  "the service is shutting down; retry on another instance", request_id)
+                                  "the service is shutting down; retry on another instance", request_id, scope["path"])
         except Exception:
             # A bug, not the client's doing: logged with the id, and still answered in the
             # contract (JSON, request id in body and header). `Connection: close`, since the
@@ -86,7 +86,7 @@ class RequestContextMiddleware:
             log.exception("unexpected error", extra={"request_id": request_id})
             scope["state"]["error_code"] = "internal_error"
             if not response_started:
-                await _send_error(send_with_id, "internal_error", INTERNAL_MESSAGE, request_id)
+                await _send_error(send_with_id, "internal_error", INTERNAL_MESSAGE, request_id, scope["path"])
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
@@ -102,10 +102,10 @@ class RequestContextMiddleware:
             )
 
 
-async def _send_error(send: Send, code: str, message: str, request_id: str | None) -> None:
+async def _send_error(send: Send, code: str, message: str, request_id: str | None, path: str) -> None:
     """An error answer sent from here, below the app, with `Connection: close` (the request's
-    body may be half read)."""
-    encoded = json.dumps(error_body(code, message, request_id)).encode()
+    body may be half read); in the shape of the protocol `path` belongs to."""
+    encoded = json.dumps(error_body(code, message, request_id, path)).encode()
     headers = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
     await send({
         "type": "http.response.start", "status": status_of(code),
@@ -171,4 +171,4 @@ class BodySizeLimitMiddleware:
         await _send_error(
             send, "payload_too_large",
             f"the upload is larger than the {self.max_bytes / 1024 / 1024:g} MB allowed (CXR_MAX_UPLOAD_MB)",
-            scope.get("state", {}).get("request_id"))
+            scope.get("state", {}).get("request_id"), scope["path"])

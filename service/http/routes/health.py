@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.datastructures import State
 
 from service.http.schemas import Health
 
@@ -21,7 +22,11 @@ async def ready(request: Request) -> Health | JSONResponse:
     """200 once the model is loaded and a warm-up inference ran and while this worker takes
     more work; 503 before, while it drains after SIGTERM (CXR_DRAIN_S) and shuts down, and while
     its scoring queue is full."""
-    state = request.app.state
-    if getattr(state, "ready", False) and not getattr(state, "draining", False) and not state.scoring.full:
+    if is_ready(request.app.state):
         return Health(status="ready")
     return JSONResponse(Health(status="not_ready").model_dump(), status_code=503)
+
+
+def is_ready(state: State) -> bool:
+    """The readiness rule, for /health/ready and the Open Inference Protocol's ready routes."""
+    return bool(getattr(state, "ready", False)) and not getattr(state, "draining", False) and not state.scoring.full
