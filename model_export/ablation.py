@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 from cxr_common.model_metadata import RUN_MODEL_FILE, ModelMetadata
 from model_export import dataset, metrics
 from model_export.cache import load_or_preprocess
 from model_export.evaluate import predict_onnx
+from model_export.run_record import read_run
 from model_export.train import Arrays
 
 log = logging.getLogger(__name__)
@@ -25,20 +29,20 @@ log = logging.getLogger(__name__)
 V1_VALIDATION_FRACTION, V1_SEED = 0.2, 42  # how gapnet 1.1.0 split the same data
 
 
-def _summary(found: dict) -> dict:
+def _summary(found: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "accuracy", "sensitivity", "specificity", "roc_auc", "brier")
     return {key: found[key] for key in keys}
 
 
-def _evaluate(labels, probabilities, threshold) -> dict:
+def _evaluate(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, Any]:
     return _summary(metrics.classification_metrics(labels, probabilities, threshold))
 
 
-def run_rows(runs: list[Path]) -> list[dict]:
+def run_rows(runs: list[Path]) -> list[dict[str, Any]]:
     """Other training runs on the same splits, each at its own threshold, from their run records."""
     rows = []
     for run in runs:
-        record = json.loads((run / "run.json").read_text())
+        record = read_run(run)
         what = f"run {run.name} ({record['config']['architecture']}, label smoothing " \
                f"{record['config'].get('label_smoothing', 0)}, threshold {record['threshold']:.3f})"
         for name, found in record["onnx_metrics"].items():
@@ -47,8 +51,8 @@ def run_rows(runs: list[Path]) -> list[dict]:
     return rows
 
 
-def run_ablation(run_dir: Path, baseline: Path | None = None, compare: list[Path] = ()) -> dict:
-    run = json.loads((run_dir / "run.json").read_text())
+def run_ablation(run_dir: Path, baseline: Path | None = None, compare: Sequence[Path] = ()) -> dict[str, Any]:
+    run = read_run(run_dir)
     config = run["config"]
     labels_csv = Path(config["labels_csv"]) if config.get("labels_csv") else None
     found = dataset.discover(Path(config["data"]), labels_csv, split="train")
@@ -61,7 +65,7 @@ def run_ablation(run_dir: Path, baseline: Path | None = None, compare: list[Path
     plain = {name: predict_onnx(session, a.pixels).pneumonia for name, a in held.items()}
     flipped = {name: predict_onnx(session, a.pixels[:, :, ::-1].copy()).pneumonia for name, a in held.items()}
     own = metrics.choose_threshold(held["validation"].labels, plain["validation"])
-    result: dict = {"threshold_across_sets": threshold, "threshold_random_split_only": own, "rows": []}
+    result: dict[str, Any] = {"threshold_across_sets": threshold, "threshold_random_split_only": own, "rows": []}
     for name, arrays in held.items():
         result["rows"].append({"what": "v2, worst-case-J threshold (kept)", "set": name,
                                **_evaluate(arrays.labels, plain[name], threshold)})
@@ -79,7 +83,8 @@ def run_ablation(run_dir: Path, baseline: Path | None = None, compare: list[Path
     return result
 
 
-def _baseline_rows(baseline: Path, examples, sets, session, threshold, size) -> list[dict]:
+def _baseline_rows(baseline: Path, examples: list[dataset.Example], sets: dict[str, list[dataset.Example]],
+                   session: ort.InferenceSession, threshold: float, size: int) -> list[dict[str, Any]]:
     """v1 and v2 on the part of each v2 validation set that v1 never trained on either."""
     _, v1_validation = dataset.split_by_patient(examples, V1_VALIDATION_FRACTION, V1_SEED)
     unseen = {e.path for e in v1_validation}

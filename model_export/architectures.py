@@ -20,6 +20,9 @@ and, for gapnet, 'viral' (N, 1): the probability that a pneumonia is viral rathe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import layers
 
@@ -27,16 +30,16 @@ ARCHITECTURES = ("gapnet", "effnet", "seed", "tiny")
 
 
 @keras.saving.register_keras_serializable(package="cxr")
-class PerImageStandardization(layers.Layer):
+class PerImageStandardization(layers.Layer):  # type: ignore[misc]  # Keras is untyped
     """(x - mean) / std per image, so the model sees the same range whatever the exposure."""
 
-    def call(self, images):
+    def call(self, images: Any) -> Any:
         mean = keras.ops.mean(images, axis=(1, 2, 3), keepdims=True)
         std = keras.ops.std(images, axis=(1, 2, 3), keepdims=True)
         return (images - mean) / keras.ops.maximum(std, 1e-3)
 
 
-def _conv_block(x, filters: int, convs: int, name: str):
+def _conv_block(x: Any, filters: int, convs: int, name: str) -> Any:
     for i in range(convs):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i + 1}")(x)
         x = layers.BatchNormalization(name=f"{name}_bn{i + 1}")(x)
@@ -50,7 +53,8 @@ def _conv_block(x, filters: int, convs: int, name: str):
 GAPNET_WIDTHS = (16, 32, 64, 128, 256)
 
 
-def gapnet(size: int, widths=GAPNET_WIDTHS, convs=(1, 1, 2, 2, 1), dropout=0.3):
+def gapnet(size: int, widths: tuple[int, ...] = GAPNET_WIDTHS, convs: tuple[int, ...] = (1, 1, 2, 2, 1),
+           dropout: float = 0.3) -> keras.Model:
     inputs = keras.Input((size, size, 1), name="image")
     x = layers.AveragePooling2D(2, name="to_half_resolution")(inputs)
     x = PerImageStandardization(name="standardize")(x)
@@ -97,7 +101,7 @@ def ensemble(members: list[keras.Model]) -> keras.Model:
     logit); the features are the members' feature maps side by side."""
     size = members[0].input_shape[1] if hasattr(members[0], "input_shape") else members[0].inputs[0].shape[1]
     inputs = keras.Input((size, size, 1), name="image")
-    maps: dict[str, list] = {head: [] for head in HEADS}
+    maps: dict[str, list[Any]] = {head: [] for head in HEADS}
     features = []
     for i, member in enumerate(members, start=1):
         parts = keras.Model(member.inputs, [member.get_layer(f"{head}_map").output for head in HEADS]
@@ -126,7 +130,7 @@ EFFNET_FROZEN_BLOCKS = 3
 
 
 def effnet(size: int, input_size: int = EFFNET_INPUT_SIZE, frozen_blocks: int = EFFNET_FROZEN_BLOCKS,
-           dropout: float = 0.3, pretrained: bool = True):
+           dropout: float = 0.3, pretrained: bool = True) -> keras.Model:
     """ImageNet-pretrained EfficientNet-Lite0 with gapnet's heads: the same input (N, S, S, 1)
     in 0..1, resized to `input_size`, standardised per image (exposure differs between
     hospitals; standardised grey is in the range the ImageNet weights expect) and repeated
@@ -155,12 +159,12 @@ def effnet(size: int, input_size: int = EFFNET_INPUT_SIZE, frozen_blocks: int = 
     return model
 
 
-def tiny(size: int):
+def tiny(size: int) -> keras.Model:
     """A few thousand weights: for tests and smoke runs only."""
     return gapnet(size, widths=(8, 16), convs=(1, 1), dropout=0.0)
 
 
-def seed(size: int):
+def seed(size: int) -> keras.Model:
     inputs = keras.Input((size, size, 1), name="image")
     x = inputs
     for filters in (32, 64, 128):
@@ -173,7 +177,7 @@ def seed(size: int):
 
 
 def build(name: str, size: int) -> keras.Model:
-    builders = {"gapnet": gapnet, "effnet": effnet, "seed": seed, "tiny": tiny}
+    builders: dict[str, Callable[[int], keras.Model]] = {"gapnet": gapnet, "effnet": effnet, "seed": seed, "tiny": tiny}
     if name not in builders:
         raise ValueError(f"architecture '{name}' is unknown; choose one of {', '.join(ARCHITECTURES)}")
     return builders[name](size)

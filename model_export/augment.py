@@ -8,7 +8,9 @@ contrast, brightness, gamma and blur. Each knob is an option of the training com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -143,11 +145,11 @@ def random_text(images: tf.Tensor, probability: float) -> tf.Tensor:
     return out
 
 
-def make_augment_fn(config: AugmentConfig, seed: int):
+def make_augment_fn(config: AugmentConfig, seed: int) -> Callable[[Any, Any, Any], tuple[Any, Any, Any]]:
     """(images, labels, weights) -> augmented batch; images float32 (N, H, W, 1) in 0..1."""
     augmenter = build_augmenter(config, seed)
 
-    def augment(images, labels, weights):
+    def augment(images: Any, labels: Any, weights: Any) -> tuple[Any, Any, Any]:
         images = augmenter(images, training=True)
         images = random_gamma(images, config.gamma)
         images = random_blur(images, config.blur_probability)

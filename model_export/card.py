@@ -13,6 +13,7 @@ import shutil
 import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -29,6 +30,7 @@ from model_export.cv import cv_from_folder, render_table
 from model_export.evaluate import predict_onnx
 from model_export.ood import ood_sets
 from model_export.quantize import int8_weights_fit_int16_pairs, quantize
+from model_export.run_record import RunRecord, read_run
 from model_export.speed import best_images_per_second, paired_speedup
 from model_export.train import Arrays, set_metrics
 from service.inputs.shape import DEFAULT_MAX_PIXELS
@@ -77,7 +79,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _source_groups(examples) -> np.ndarray:
+def _source_groups(examples: list[dataset.Example]) -> np.ndarray:
     """True where the image file is a low-resolution (<= 256 px) copy."""
     low = []
     for example in examples:
@@ -86,16 +88,16 @@ def _source_groups(examples) -> np.ndarray:
     return np.array(low)
 
 
-def _load_run(run_dir: Path):
+def _load_run(run_dir: Path) -> tuple[RunRecord, dataset.Splits, Path | None]:
     """The run's record and its splits, rebuilt from the file lists it recorded."""
-    run = json.loads((run_dir / "run.json").read_text())
+    run = read_run(run_dir)
     config = run["config"]
     labels_csv = Path(config["labels_csv"]) if config.get("labels_csv") else None
     found = dataset.discover(Path(config["data"]), labels_csv, split="train")
     return run, dataset.from_file_lists(found.examples, run["splits"]), labels_csv
 
 
-def _official(config: dict, labels_csv, size: int):
+def _official(config: dict[str, Any], labels_csv: Path | None, size: int) -> Arrays | None:
     folder = Path(config["data"]) / "val"
     if labels_csv is not None or not folder.is_dir():
         return None
@@ -103,15 +105,22 @@ def _official(config: dict, labels_csv, size: int):
     return Arrays.of(examples, load_or_preprocess(examples, size))
 
 
-def _refusal_rate(check: ImageCheck, session, pixels: np.ndarray) -> dict:
-    scores = check.scores(predict_onnx(session, pixels).features)
+def _image_scores(check: ImageCheck, session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
+    features = predict_onnx(session, pixels).features
+    if features is None:
+        raise ValueError("the model carries an image check but no features output")
+    return check.scores(features)
+
+
+def _refusal_rate(check: ImageCheck, session: ort.InferenceSession, pixels: np.ndarray) -> dict[str, Any]:
+    scores = _image_scores(check, session, pixels)
     return {"n": int(len(scores)), "refused": int((scores > check.threshold).sum()),
             "rate": float((scores > check.threshold).mean()) if len(scores) else 0.0}
 
 
 def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
                int8_file: str | None = INT8_MODEL_FILE, speed_seconds: float = 3.0,
-               cv_dir: Path | None = None) -> dict:
+               cv_dir: Path | None = None) -> dict[str, Any]:
     run, splits, labels_csv = _load_run(run_dir)
     config = run["config"]
     session = ort.InferenceSession(str(run_dir / RUN_MODEL_FILE), providers=["CPUExecutionProvider"])
@@ -202,7 +211,7 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
     return card
 
 
-def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict]:
+def ood_refusals(session: ort.InferenceSession, check: ImageCheck, chest_xray: Path) -> dict[str, dict[str, Any]]:
     """Per out-of-distribution set: refused by the service's whole input check (DICOM attributes,
     shape, image check) and by the image check alone (attributes bypassed)."""
     from cxr_common.preprocessing import load_pixels
@@ -211,11 +220,11 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
     from service.inputs.errors import ImageShapeError, NotChestXrayError
 
     size = session.get_inputs()[0].shape[1]
-    result = {}
+    result: dict[str, dict[str, Any]] = {}
     for set_name, inputs in ood_sets(chest_xray).items():
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, data in inputs.items():
-            row = {"input": name}
+            row: dict[str, Any] = {"input": name}
             try:
                 pixels = decode_upload(data, size, DEFAULT_MAX_PIXELS).pixels
                 row["refused_by"] = None
@@ -225,7 +234,7 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
             if pixels is None:  # the image check alone, as if the attributes and shape had passed
                 pixels = (decode_upload(data, size, DEFAULT_MAX_PIXELS, DicomPolicy(check=False)).pixels
                           if is_dicom(data) else load_pixels(data, size))
-            score = float(check.scores(predict_onnx(session, pixels[np.newaxis]).features)[0])
+            score = float(_image_scores(check, session, pixels[np.newaxis])[0])
             row["image_check_score"] = score
             row["image_check_refuses"] = score > check.threshold
             if row["refused_by"] is None and row["image_check_refuses"]:
@@ -240,8 +249,8 @@ def ood_refusals(session, check: ImageCheck, chest_xray: Path) -> dict[str, dict
     return result
 
 
-def _quantized(float_path: Path, int8_path: Path, train, train_pixels: np.ndarray, held: dict,
-               threshold: float, seed: int, size: int, speed_seconds: float) -> dict:
+def _quantized(float_path: Path, int8_path: Path, train: list[dataset.Example], train_pixels: np.ndarray, held: dict[str, Any],
+               threshold: float, seed: int, size: int, speed_seconds: float) -> dict[str, Any]:
     """Quantize on training images; its own image check and the float model's reference outputs;
     compared with the float model on every validation set and in speed."""
     chosen = np.random.default_rng(seed).choice(len(train), size=min(CALIBRATION_IMAGES, len(train)), replace=False)
@@ -293,7 +302,7 @@ SET_TITLES = {"validation": "random patient split", "shift_low": "shift: lowest 
               "shift_high": "shift: highest ids of each series"}
 
 
-def _metric_rows(named: dict[str, dict | None]) -> list[str]:
+def _metric_rows(named: dict[str, dict[str, Any] | None]) -> list[str]:
     rows = ["| data | " + " | ".join(METRIC_KEYS) + " | confusion [[TN, FP], [FN, TP]] |",
             "|---" * (len(METRIC_KEYS) + 2) + "|"]
     for name, m in named.items():
@@ -304,7 +313,7 @@ def _metric_rows(named: dict[str, dict | None]) -> list[str]:
     return rows
 
 
-def _type_rows(named: dict[str, dict | None]) -> list[str]:
+def _type_rows(named: dict[str, dict[str, Any] | None]) -> list[str]:
     rows = ["| data | typed pneumonia cases | accuracy | ROC AUC | bacterial recall | viral recall | "
             "confusion [[B->B, B->V], [V->B, V->V]] |", "|---|---|---|---|---|---|---|"]
     for name, m in named.items():
@@ -315,7 +324,7 @@ def _type_rows(named: dict[str, dict | None]) -> list[str]:
     return rows
 
 
-def _set_rows(data: dict) -> list[str]:
+def _set_rows(data: dict[str, Any]) -> list[str]:
     rows = ["| set | images | patients | normal, pneumonia | bacterial, viral |", "|---|---|---|---|---|"]
     for name, found in data["sets"].items():
         kinds = found["type_counts"]
@@ -324,7 +333,7 @@ def _set_rows(data: dict) -> list[str]:
     return rows
 
 
-def _input_check_section(check: dict) -> list[str]:
+def _input_check_section(check: dict[str, Any]) -> list[str]:
     lines = [
         "## Input check: refusing what is not a frontal chest X-ray",
         f"DICOM attributes first (Modality, SOP class, BodyPartExamined, ViewPosition: see the README), then "
@@ -350,7 +359,7 @@ def _input_check_section(check: dict) -> list[str]:
     return lines
 
 
-def _int8_section(int8: dict | None) -> list[str]:
+def _int8_section(int8: dict[str, Any] | None) -> list[str]:
     if not int8:
         return []
     speed, how = int8["throughput_images_per_s"], int8["throughput_measured_at"]
@@ -382,7 +391,7 @@ def _int8_section(int8: dict | None) -> list[str]:
     ]
 
 
-def _ablation_section(ablation: dict | None) -> list[str]:
+def _ablation_section(ablation: dict[str, Any] | None) -> list[str]:
     if not ablation:
         return []
     lines = ["## What was tried (ablation)",
@@ -398,7 +407,7 @@ def _ablation_section(ablation: dict | None) -> list[str]:
     return lines + [""] + [f"- {note}" for note in ablation.get("notes", [])] + [""]
 
 
-def _cv_section(cv: dict | None) -> list[str]:
+def _cv_section(cv: dict[str, Any] | None) -> list[str]:
     if not cv:
         return ["## Cross-validation", "Not run for this model: `python -m model_export cv --data DIR --folds 5 "
                 "--out runs/NAME` (resumable per fold and epoch), then `publish --cv runs/NAME`.", ""]
@@ -410,7 +419,7 @@ def _cv_section(cv: dict | None) -> list[str]:
             render_table(cv).strip(), ""]
 
 
-def render_markdown(card: dict) -> str:
+def render_markdown(card: dict[str, Any]) -> str:
     model, data, training, m = card["model"], card["data"], card["training"], card["metrics"]
     sets = {SET_TITLES.get(k, k): v for k, v in m["sets"].items()} | {"official val/ (16 images)": m["official_val_16"]}
     lines = [

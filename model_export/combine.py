@@ -23,6 +23,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -113,7 +114,8 @@ def _outputs(session: ort.InferenceSession, pixels: np.ndarray) -> dict[str, np.
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
+    logits: np.ndarray = np.log(p / (1 - p))
+    return logits
 
 
 def check_combination(combined: ort.InferenceSession, members: dict[str, ort.InferenceSession],
@@ -127,9 +129,9 @@ def check_combination(combined: ort.InferenceSession, members: dict[str, ort.Inf
     return difference
 
 
-def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str) -> dict:
+def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str) -> dict[str, Any]:
     """Writes out/model.onnx and out/run.json (publishable); returns the run record."""
-    run = json.loads((effnet_run / "run.json").read_text())
+    run: dict[str, Any] = json.loads((effnet_run / "run.json").read_text())
     members = {"gapnet": ort.InferenceSession(str(gapnet_path), providers=["CPUExecutionProvider"]),
                "effnet": ort.InferenceSession(str(effnet_run / RUN_MODEL_FILE), providers=["CPUExecutionProvider"])}
     gapnet_meta = ModelMetadata.from_props(members["gapnet"].get_modelmeta().custom_metadata_map)

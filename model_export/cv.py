@@ -14,6 +14,7 @@ import logging
 import statistics
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -41,7 +42,7 @@ def fold_assignment(examples: list[dataset.Example], folds: int, seed: int) -> n
     return assignment
 
 
-def run_cv(config: TrainConfig, folds: int) -> dict:
+def run_cv(config: TrainConfig, folds: int) -> dict[str, Any]:
     found = dataset.discover(config.data, config.labels_csv, split="train")
     examples = sorted(found.examples, key=lambda e: str(e.path))
     assignment = fold_assignment(examples, folds, config.seed)
@@ -83,7 +84,7 @@ def run_cv(config: TrainConfig, folds: int) -> dict:
     return summary
 
 
-def _rows(results: list[dict]) -> list[dict[str, float]]:
+def _rows(results: list[dict[str, Any]]) -> list[dict[str, float]]:
     rows = []
     for r in results:
         row = {key: r["metrics"][key] for key in TABLE_METRICS}
@@ -94,7 +95,7 @@ def _rows(results: list[dict]) -> list[dict[str, float]]:
     return rows
 
 
-def summarise(results: list[dict]) -> dict[str, dict[str, float]]:
+def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     rows = _rows(results)
     keys = rows[0].keys() if rows else []
     return {key: {"mean": statistics.fmean(r[key] for r in rows),
@@ -102,7 +103,7 @@ def summarise(results: list[dict]) -> dict[str, dict[str, float]]:
             for key in keys}
 
 
-def render_table(summary: dict) -> str:
+def render_table(summary: dict[str, Any]) -> str:
     rows = _rows([{"metrics": {**r["metrics"]}, "threshold": r["threshold"], "minutes": r["minutes"]}
                   for r in summary["per_fold"]])
     keys = list(rows[0]) if rows else []
@@ -115,6 +116,6 @@ def render_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def cv_from_folder(out: Path) -> dict | None:
+def cv_from_folder(out: Path) -> dict[str, Any] | None:
     path = out / "cv.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -185,7 +185,8 @@ def split_by_patient(
     for example in examples:
         by_class_patient[example.label][example.patient].append(example)
     rng = random.Random(seed)
-    train, validation = [], []
+    train: list[Example] = []
+    validation: list[Example] = []
     for label in sorted(by_class_patient):
         patients = sorted(by_class_patient[label])
         rng.shuffle(patients)

@@ -7,7 +7,6 @@ run record from the same code as a training run (train.finish), and `publish` sh
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import fields, replace
 from pathlib import Path
@@ -16,12 +15,13 @@ import keras
 
 from model_export import architectures
 from model_export.augment import AugmentConfig
+from model_export.run_record import RunRecord, read_run, write_run
 from model_export.train import TrainConfig, finish, load_sets
 
 log = logging.getLogger(__name__)
 
 
-def _config(run: dict) -> TrainConfig:
+def _config(run: RunRecord) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in run["config"].items() if k in known}
     for key in ("data", "out", "cache_dir"):
@@ -32,12 +32,13 @@ def _config(run: dict) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def build_ensemble(runs: list[Path], out: Path, model_version: str | None = None) -> dict:
-    records = [json.loads((run / "run.json").read_text()) for run in runs]
+def build_ensemble(runs: list[Path], out: Path, model_version: str | None = None) -> RunRecord:
+    records = [read_run(run) for run in runs]
     if any(r["splits"] != records[0]["splits"] for r in records[1:]):
         raise ValueError("the runs were not trained on the same splits; an ensemble needs one validation")
-    config = replace(_config(records[0]), out=out, architecture=f"ensemble of {len(runs)} x {records[0]['config']['architecture']}",
-                     **({"model_version": model_version} if model_version else {}))
+    first = _config(records[0])
+    config = replace(first, out=out, architecture=f"ensemble of {len(runs)} x {first.architecture}",
+                     model_version=model_version or first.model_version)
     out.mkdir(parents=True, exist_ok=True)
     members = [keras.models.load_model(run / "best.keras") for run in runs]
     model = architectures.ensemble(members)
@@ -53,5 +54,5 @@ def build_ensemble(runs: list[Path], out: Path, model_version: str | None = None
                      sum(r["epochs_run"] for r in records), None)
     summary["members"] = [{"run": str(run), "config": r["config"], "best_epoch": r["best_epoch"],
                            "onnx_metrics": r["onnx_metrics"]} for run, r in zip(runs, records)]
-    (out / "run.json").write_text(json.dumps(summary, indent=2))
+    write_run(out, summary)
     return summary

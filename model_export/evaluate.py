@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -58,7 +59,7 @@ def predict_onnx(session: ort.InferenceSession, pixels: np.ndarray) -> OnnxOutpu
 
 
 def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = None,
-             split: str | None = None) -> dict:
+             split: str | None = None) -> dict[str, Any]:
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map)
     folder = Path(data) / split if split else Path(data)
@@ -87,7 +88,7 @@ def evaluate(model_path: Path, data: Path, out: Path, labels_csv: Path | None = 
     return result
 
 
-def plot_roc(labels, probabilities, threshold: float, auc: float, path: Path) -> None:
+def plot_roc(labels: np.ndarray, probabilities: np.ndarray, threshold: float, auc: float, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(5, 5))
     if len(np.unique(labels)) == 2:
         fpr, tpr, _ = roc_curve(labels, probabilities)
@@ -106,7 +107,8 @@ def plot_roc(labels, probabilities, threshold: float, auc: float, path: Path) ->
     plt.close(figure)
 
 
-def plot_samples(examples, pixels, probabilities, threshold: float, path: Path, seed: int = 0) -> None:
+def plot_samples(examples: list[dataset.Example], pixels: np.ndarray, probabilities: np.ndarray, threshold: float, path: Path,
+                 seed: int = 0) -> None:
     """A grid of random images titled actual / predicted (p), mistakes in red."""
     rows, columns = SAMPLE_GRID
     chosen = np.random.default_rng(seed).permutation(len(examples))[: rows * columns]

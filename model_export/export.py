@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -71,7 +72,7 @@ def check_parity(proto: onnx.ModelProto, model: keras.Model, names: list[str], i
     return differences
 
 
-def describe_outputs(session_outputs) -> dict[str, list]:
+def describe_outputs(session_outputs: Any) -> dict[str, list[int | str]]:
     """{name: shape} as the file declares them (the metadata's 'outputs' key)."""
     return {output.name: [d if isinstance(d, int) else str(d) for d in output.shape] for output in session_outputs}
 

@@ -16,6 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -47,7 +48,7 @@ class Faithfulness:
                 f"{'passed' if self.passed else 'FAILED'}")
 
 
-def held_out_pneumonia(data: Path, card: dict, count: int) -> list[Path]:
+def held_out_pneumonia(data: Path, card: dict[str, Any], count: int) -> list[Path]:
     """`count` of the card's held-out pneumonia images, spread evenly over its sets."""
     names = sorted(n for key in HELD_OUT_SETS for n in card["data"]["splits"].get(key, []) if n.startswith("person"))
     step = max(1, len(names) // count)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import brier_score_loss, confusion_matrix, roc_auc_score, roc_curve
 
@@ -54,7 +56,7 @@ def choose_threshold_across(sets: list[tuple[np.ndarray, np.ndarray]]) -> float:
     return float(cuts[np.flatnonzero(worst == best).max()])
 
 
-def type_metrics(viral: np.ndarray, viral_probabilities: np.ndarray) -> dict:
+def type_metrics(viral: np.ndarray, viral_probabilities: np.ndarray) -> dict[str, Any]:
     """Viral vs bacterial among pneumonia cases of known type, at 0.5 (the head is class-weighted)."""
     viral = np.asarray(viral, dtype=int)
     predicted = (np.asarray(viral_probabilities) >= 0.5).astype(int)
@@ -83,7 +85,7 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bi
     return float(error)
 
 
-def classification_metrics(labels, probabilities, threshold: float) -> dict[str, float | int | list]:
+def classification_metrics(labels: Any, probabilities: Any, threshold: float) -> dict[str, Any]:
     """Every metric the project reports, at `threshold` (pneumonia when p >= threshold)."""
     labels = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
@@ -110,7 +112,7 @@ def classification_metrics(labels, probabilities, threshold: float) -> dict[str,
     }
 
 
-def format_table(metrics: dict, title: str = "") -> str:
+def format_table(metrics: dict[str, Any], title: str = "") -> str:
     """A readable plain-text table of `classification_metrics` output."""
     rows = [title] if title else []
     for key in ("n", "threshold", "accuracy", "sensitivity", "specificity", "precision", "f1",
@@ -126,7 +128,7 @@ def format_table(metrics: dict, title: str = "") -> str:
     return "\n".join(rows)
 
 
-def format_type_table(found: dict, title: str = "pneumonia type (among typed pneumonia cases)") -> str:
+def format_type_table(found: dict[str, Any], title: str = "pneumonia type (among typed pneumonia cases)") -> str:
     """A readable plain-text table of `type_metrics` output."""
     (bb, bv), (vb, vv) = found["confusion_matrix"]
     return "\n".join([

@@ -20,6 +20,7 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -44,19 +45,19 @@ log = logging.getLogger(__name__)
 CALIBRATION_BATCH = 16
 
 
-class PixelsReader(CalibrationDataReader):
+class PixelsReader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime.quantization is untyped
     """Feeds calibration images (N, S, S) uint8 to the calibrator in batches."""
 
     def __init__(self, pixels: np.ndarray):
         self._batches = iter([pixels[i : i + CALIBRATION_BATCH] for i in range(0, len(pixels), CALIBRATION_BATCH)])
 
-    def get_next(self):
+    def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: to_model_input(batch)}
 
 
 def quantize(float_model: Path, out: Path, calibration_pixels: np.ndarray,
-             validation_pixels: np.ndarray, validation_labels: np.ndarray, float_metrics: dict) -> dict:
+             validation_pixels: np.ndarray, validation_labels: np.ndarray, float_metrics: dict[str, Any]) -> dict[str, Any]:
     """Write the int8 model to `out`; returns its validation metrics (`float_metrics`: the
     float model's on the same images, kept in the int8 model's metadata for comparison)."""
     session = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"])

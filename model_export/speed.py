@@ -11,6 +11,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -22,7 +23,7 @@ CUDA_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def images_per_second(model: Path | str, batch_size: int, seconds: float = 3.0, threads: int = 0,
-                      providers: tuple[str, ...] = ("CPUExecutionProvider",), start=None) -> float:
+                      providers: tuple[str, ...] = ("CPUExecutionProvider",), start: Any = None) -> float:
     """Steady-state images/s at `batch_size` (after a warm-up run), for about `seconds`;
     `start` (a multiprocessing barrier) lines up the timing with other processes."""
     options = ort.SessionOptions()
@@ -40,7 +41,7 @@ def images_per_second(model: Path | str, batch_size: int, seconds: float = 3.0, 
     return runs * batch_size / elapsed
 
 
-def _report(results, *args) -> None:
+def _report(results: Any, *args: Any) -> None:
     results.put(images_per_second(*args))
 
 
@@ -53,7 +54,7 @@ def per_core_images_per_second(model: Path | str, batch_size: int, seconds: floa
                  for _ in range(cores)]
     for process in processes:
         process.start()
-    total = sum(results.get(timeout=seconds + 120) for _ in processes)
+    total: float = sum(results.get(timeout=seconds + 120) for _ in processes)
     for process in processes:
         process.join()
     return total
@@ -82,7 +83,7 @@ def layout_images_per_second(model: Path | str, layout: Layout, seconds: float =
     return images_per_second(model, layout.batch_size, seconds)
 
 
-def best_images_per_second(model: Path | str, batch_sizes=(1, 4, 8, 16, 32), seconds: float = 3.0,
+def best_images_per_second(model: Path | str, batch_sizes: tuple[int, ...] = (1, 4, 8, 16, 32), seconds: float = 3.0,
                            device: str = "cpu") -> tuple[float, Layout]:
     """(images/s, layout): the best over batch sizes and, on the CPU, over the two ways of using
     all cores; on CUDA, one session on the GPU."""

@@ -70,7 +70,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _read_storages(stream: IO[bytes], keys: list[str], wanted: dict[str, _Storage]) -> dict[str, np.ndarray]:
-    data = {}
+    data: dict[str, np.ndarray] = {}
     for key in keys:
         (count,) = struct.unpack("<q", stream.read(8))
         storage = wanted[key]

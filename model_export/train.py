@@ -12,9 +12,11 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ from model_export import architectures, dataset, export, metrics
 from model_export.augment import AugmentConfig, make_augment_fn
 from model_export.cache import DEFAULT_CACHE_DIR, cache_path, load_or_preprocess
 from model_export.history import plot_history
+from model_export.run_record import RunRecord, write_run
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class Arrays:
     typed: np.ndarray  # True where the pneumonia type is known
 
     @classmethod
-    def of(cls, examples, pixels) -> Arrays:
+    def of(cls, examples: list[dataset.Example], pixels: np.ndarray) -> Arrays:
         return cls(
             pixels,
             np.array([e.label for e in examples], dtype=np.float32),
@@ -76,7 +79,7 @@ class Arrays:
         )
 
 
-def run(config: TrainConfig) -> dict:
+def run(config: TrainConfig) -> RunRecord:
     started = time.monotonic()
     keras.utils.set_random_seed(config.seed)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +110,7 @@ def run(config: TrainConfig) -> dict:
     return finish(config, model, found, splits, held, timing, state.get("epoch", 0), state.get("best_epoch"))
 
 
-def load_sets(config: TrainConfig):
+def load_sets(config: TrainConfig) -> tuple[dataset.Discovery, dataset.Splits, dict[str, Arrays]]:
     """The data, its splits and the validation sets' arrays, as `run` builds them."""
     found = dataset.discover(config.data, config.labels_csv, split="train")
     splits = dataset.split_with_shift(found.examples, config.validation_fraction, config.shift_block, config.seed)
@@ -116,8 +119,8 @@ def load_sets(config: TrainConfig):
     return found, splits, held
 
 
-def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[str, Arrays], timing: dict,
-           epochs_run: int, best_epoch: int | None) -> dict:
+def finish(config: TrainConfig, model: keras.Model, found: dataset.Discovery, splits: dataset.Splits,
+           held: dict[str, Arrays], timing: dict[str, Any], epochs_run: int, best_epoch: int | None) -> RunRecord:
     """Threshold, metrics, ONNX export (parity-checked) and its evaluation, run.json."""
     validation_sets = splits.validation_sets()
     type_cut = recalibrate_type_head(model, held)
@@ -149,7 +152,7 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
     )
     onnx_metrics = evaluate_onnx(config.out / "model.onnx", held, threshold)
     official = score_official_val(config.out / "model.onnx", config, threshold)
-    summary = {
+    summary: RunRecord = {
         "config": _jsonable(asdict(config)),
         "data": {
             "discovery": found.summary(),
@@ -189,7 +192,7 @@ def finish(config: TrainConfig, model: keras.Model, found, splits, held: dict[st
         "best_epoch": best_epoch,
         "created_at": metadata.created_at,
     }
-    (config.out / "run.json").write_text(json.dumps(summary, indent=2))
+    write_run(config.out, summary)
     log.info("run written to %s", config.out)
     return summary
 
@@ -200,18 +203,19 @@ TYPE_RULE = (
 )
 
 
-def recalibrate_type_head(model: keras.Model, held: dict[str, Arrays]) -> dict | None:
+def recalibrate_type_head(model: keras.Model, held: dict[str, Arrays]) -> dict[str, Any] | None:
     """Moves the viral head's bias so that P(viral) = 0.5 falls on the TYPE_RULE cut; returns
     the cut, or None for a model without the type head or without typed validation cases."""
     heads = [layer for layer in _all_layers(model) if layer.name == "viral_map" and getattr(layer, "bias", None) is not None]
     if not heads:
         return None
-    viral, probabilities = [], []
+    viral: list[np.ndarray] = []
+    probabilities: list[np.ndarray] = []
     for arrays in held.values():
         typed = arrays.typed & (arrays.labels == 1)
         if typed.any():
             viral.append(arrays.viral[typed])
-            probabilities.append(predict(model, arrays.pixels[typed])[1])
+            probabilities.append(_viral_of(predict(model, arrays.pixels[typed])))
     if not viral or len(np.unique(np.concatenate(viral))) < 2:
         return None
     labels, scores = np.concatenate(viral), np.concatenate(probabilities)
@@ -226,7 +230,12 @@ def recalibrate_type_head(model: keras.Model, held: dict[str, Arrays]) -> dict |
     return {"cut": cut, "logit_shift": shift, "rule": TYPE_RULE, "cases": int(len(labels))}
 
 
-def _all_layers(model: keras.Model):
+def _viral_of(outputs: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
+    assert outputs[1] is not None, "the model has a viral head (recalibrate_type_head checked)"
+    return outputs[1]
+
+
+def _all_layers(model: keras.Model) -> Iterator[Any]:
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from _all_layers(layer)
@@ -272,12 +281,12 @@ def fit(config: TrainConfig, train: Arrays, held: dict[str, Arrays]) -> keras.Mo
     return model
 
 
-def _to_float(images):
+def _to_float(images: Any) -> Any:
     # (N, S, S) uint8 -> (N, S, S, 1) float32 in 0..1: cxr_common.preprocessing.to_model_input in TF
     return tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
 
 
-def _train_dataset(config, train: Arrays, weights: dict[str, np.ndarray], heads):
+def _train_dataset(config: TrainConfig, train: Arrays, weights: dict[str, np.ndarray], heads: list[str]) -> Any:
     targets = {"pneumonia": train.labels, "viral": train.viral}
     targets = {name: targets[name] for name in heads}
     weights = {name: weights[name] for name in heads}
@@ -326,7 +335,7 @@ def predict(model: keras.Model, pixels: np.ndarray, batch_size: int = 64) -> tup
     return np.concatenate(pneumonia), np.concatenate(viral) if viral else None
 
 
-def set_metrics(arrays: Arrays, pneumonia: np.ndarray, viral: np.ndarray | None, threshold: float) -> dict:
+def set_metrics(arrays: Arrays, pneumonia: np.ndarray, viral: np.ndarray | None, threshold: float) -> dict[str, Any]:
     """Every metric of one set: the pneumonia decision, and the type among typed pneumonia cases."""
     result = metrics.classification_metrics(arrays.labels, pneumonia, threshold)
     typed = arrays.typed & (arrays.labels == 1)
@@ -335,7 +344,7 @@ def set_metrics(arrays: Arrays, pneumonia: np.ndarray, viral: np.ndarray | None,
     return result
 
 
-def evaluate_onnx(path: Path, held: dict[str, Arrays], threshold: float) -> dict:
+def evaluate_onnx(path: Path, held: dict[str, Arrays], threshold: float) -> dict[str, Any]:
     """The exported file scored on every validation set with onnxruntime, as the service runs it."""
     from model_export.evaluate import predict_onnx
 
@@ -348,7 +357,7 @@ def evaluate_onnx(path: Path, held: dict[str, Arrays], threshold: float) -> dict
     return result
 
 
-def score_official_val(model_path: Path, config: TrainConfig, threshold: float) -> dict | None:
+def score_official_val(model_path: Path, config: TrainConfig, threshold: float) -> dict[str, Any] | None:
     """The official 16-image val/ split through the ONNX file, reported apart (never used for choices)."""
     from model_export.evaluate import predict_onnx
 
@@ -364,14 +373,14 @@ def score_official_val(model_path: Path, config: TrainConfig, threshold: float) 
     return result
 
 
-class TrainingProgress(keras.callbacks.Callback):
+class TrainingProgress(keras.callbacks.Callback):  # type: ignore[misc]  # Keras is untyped
     """Per epoch: each validation set's AUCs (added to the logs), last checkpoint, best weights
     by the worst pneumonia AUC across the sets, state for resuming, early stopping (patience),
     the optional time budget and the loss/AUC PNG."""
 
     MONITOR = "val_worst_auc"
 
-    def __init__(self, config: TrainConfig, checkpoint_dir: Path, state: dict, held: dict[str, Arrays]):
+    def __init__(self, config: TrainConfig, checkpoint_dir: Path, state: dict[str, Any], held: dict[str, Arrays]):
         super().__init__()
         self.config, self.checkpoint_dir, self.held = config, checkpoint_dir, held
         self.best = state.get("best", -np.inf)
@@ -380,7 +389,7 @@ class TrainingProgress(keras.callbacks.Callback):
         self.started = time.monotonic() - state.get("elapsed_seconds", 0.0)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
-    def _validate(self, logs: dict) -> None:
+    def _validate(self, logs: dict[str, Any]) -> None:
         aucs = []
         for name, arrays in self.held.items():
             pneumonia, viral = predict(self.model, arrays.pixels)
@@ -395,7 +404,7 @@ class TrainingProgress(keras.callbacks.Callback):
         log.info("epoch validation: %s", ", ".join(
             f"{k} {v:.4f}" for k, v in logs.items() if k.endswith("auc") and k != "auc"))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs if logs is not None else {}
         self._validate(logs)
         value = float(logs[self.MONITOR])
@@ -417,18 +426,18 @@ class TrainingProgress(keras.callbacks.Callback):
             log.info("stopping after epoch %d (%s); best epoch %s", epoch + 1, reason, self.best_epoch)
             self.model.stop_training = True
 
-    def finish(self):
+    def finish(self) -> None:
         plot_history(self.config.out / "history.csv", self.config.out / "history.png")
         state = _read_state(self.config.out)
         _write_state(self.config.out, state | {"finished": True})
 
 
-def _read_state(out: Path) -> dict:
+def _read_state(out: Path) -> dict[str, Any]:
     path = out / "checkpoints" / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _write_state(out: Path, state: dict) -> None:
+def _write_state(out: Path, state: dict[str, Any]) -> None:
     path = out / "checkpoints" / "state.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -436,7 +445,7 @@ def _write_state(out: Path, state: dict) -> None:
     temporary.replace(path)
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return str(value) if isinstance(value, Path) else value
