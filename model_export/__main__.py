@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,22 +20,11 @@ def _config(args: argparse.Namespace) -> TrainConfig:
     from model_export.augment import AugmentConfig
     from model_export.train import TrainConfig
 
-    augment = AugmentConfig(
-        zoom=args.zoom, independent_zoom=not args.keep_aspect, rotation_degrees=args.rotation,
-        flip=not args.no_flip,
-        shift=args.shift, contrast=args.contrast, brightness=args.brightness, gamma=args.gamma,
-        blur_probability=args.blur,
-    )
-    config = TrainConfig(
-        data=args.data, out=args.out, labels_csv=args.labels, architecture=args.arch,
-        image_size=args.image_size, batch_size=args.batch_size, epochs=args.epochs,
-        learning_rate=args.lr, patience=args.patience, max_minutes=args.max_minutes,
-        validation_fraction=args.val_fraction, shift_block=args.shift_block, seed=args.seed,
-        class_weights=not args.no_class_weights, label_smoothing=args.label_smoothing, augment=augment,
-        model_name=args.model_name, model_version=args.model_version,
-        **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
-    )
-    return config
+    # each option's dest is its field's name, and an option not given is absent from `args`
+    # (default SUPPRESS): the dataclasses' own defaults apply, written once, in train.py and augment.py
+    given = vars(args)
+    augment = AugmentConfig(**{f.name: given[f.name] for f in fields(AugmentConfig) if f.name in given})
+    return TrainConfig(**{f.name: given[f.name] for f in fields(TrainConfig) if f.name in given}, augment=augment)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -67,38 +57,41 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _training_options(train: argparse.ArgumentParser) -> None:
-    """The options `train` and `cv` share."""
+    """The options `train` and `cv` share: each sets the TrainConfig or AugmentConfig field named
+    by its dest; left out, the field keeps its default (see model_export/train.py and augment.py)."""
+    train.argument_default = argparse.SUPPRESS
     train.add_argument("--data", type=Path, required=True,
                        help="ROOT with train/{NORMAL,PNEUMONIA} (val/ scored separately), "
                             "or a folder of images with --labels CSV")
-    train.add_argument("--labels", type=Path, help="metadata CSV (X_ray_image_name, Label)")
+    train.add_argument("--labels", dest="labels_csv", type=Path, help="metadata CSV (X_ray_image_name, Label)")
     train.add_argument("--out", type=Path, required=True, help="run folder (resumes if it exists)")
-    train.add_argument("--arch", default="gapnet", choices=("gapnet", "effnet", "seed", "tiny"))
-    train.add_argument("--image-size", type=int, default=300)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--epochs", type=int, default=60)
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--patience", type=int, default=8)
+    train.add_argument("--arch", dest="architecture", choices=("gapnet", "effnet", "seed", "tiny"))
+    train.add_argument("--image-size", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--lr", dest="learning_rate", type=float)
+    train.add_argument("--patience", type=int)
     train.add_argument("--max-minutes", type=float, help="stop after the epoch past this time")
-    train.add_argument("--val-fraction", type=float, default=0.2,
+    train.add_argument("--val-fraction", dest="validation_fraction", type=float,
                        help="random patient split: share of the patients left after the shift blocks")
-    train.add_argument("--shift-block", type=float, default=0.08,
+    train.add_argument("--shift-block", type=float,
                        help="share of each id series' images held out at each end (0: none)")
-    train.add_argument("--label-smoothing", type=float, default=0.0)
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--no-class-weights", action="store_true")
-    train.add_argument("--zoom", type=float, default=0.15)
-    train.add_argument("--keep-aspect", action="store_true", help="zoom height and width together")
-    train.add_argument("--rotation", type=float, default=10.0, help="degrees")
-    train.add_argument("--shift", type=float, default=0.05)
-    train.add_argument("--no-flip", action="store_true")
-    train.add_argument("--contrast", type=float, default=0.3)
-    train.add_argument("--brightness", type=float, default=0.1, help="+- added, in 0..1 units")
-    train.add_argument("--gamma", type=float, default=0.3)
-    train.add_argument("--blur", type=float, default=0.3, help="probability of a Gaussian blur")
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--no-class-weights", dest="class_weights", action="store_false")
+    train.add_argument("--zoom", type=float)
+    train.add_argument("--keep-aspect", dest="independent_zoom", action="store_false",
+                       help="zoom height and width together")
+    train.add_argument("--rotation", dest="rotation_degrees", type=float, help="degrees")
+    train.add_argument("--shift", type=float)
+    train.add_argument("--no-flip", dest="flip", action="store_false")
+    train.add_argument("--contrast", type=float)
+    train.add_argument("--brightness", type=float, help="+- added, in 0..1 units")
+    train.add_argument("--gamma", type=float)
+    train.add_argument("--blur", dest="blur_probability", type=float, help="probability of a Gaussian blur")
     train.add_argument("--cache-dir", type=Path)
-    train.add_argument("--model-name", default="cxr-pneumonia-gapnet")
-    train.add_argument("--model-version", default="1.0.0")
+    train.add_argument("--model-name")
+    train.add_argument("--model-version")
 
 
 def _ensemble(args: argparse.Namespace) -> int:

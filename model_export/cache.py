@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,12 @@ from model_export.dataset import Example, fingerprint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxr-pneumonia"))
+CACHE_DIR_VARIABLE = "CXR_CACHE_DIR"
+
+
+def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """$CXR_CACHE_DIR, else ~/.cache/cxr-pneumonia; read when a run is configured, not at import."""
+    return Path(environ.get(CACHE_DIR_VARIABLE, Path.home() / ".cache" / "cxr-pneumonia"))
 
 
 def cache_key(examples: list[Example], size: int) -> str:
@@ -50,7 +56,7 @@ def preprocess_all(examples: list[Example], size: int, workers: int | None = Non
 
 
 def cache_path(examples: list[Example], size: int, cache_dir: Path | None = None) -> Path:
-    return Path(cache_dir or DEFAULT_CACHE_DIR) / f"pixels-{cache_key(examples, size)}.npy"
+    return Path(cache_dir or default_cache_dir()) / f"pixels-{cache_key(examples, size)}.npy"
 
 
 def load_or_preprocess(examples: list[Example], size: int, cache_dir: Path | None = None) -> np.ndarray:

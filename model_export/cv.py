@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
+from cxr_common.model_metadata import PNEUMONIA_TYPES
 from model_export import dataset, metrics
 from model_export.cache import load_or_preprocess
 from model_export.train import Arrays, TrainConfig, _read_state, fit, predict, set_metrics
@@ -33,7 +34,7 @@ TYPE_METRICS = ("accuracy", "roc_auc")
 
 def fold_assignment(examples: list[dataset.Example], folds: int, seed: int) -> np.ndarray:
     """Fold index per example: stratified by normal/bacterial/viral, grouped by patient."""
-    strata = [0 if e.label == 0 else 1 + dataset.PNEUMONIA_TYPES.index(e.pneumonia_type)
+    strata = [0 if e.label == 0 else 1 + PNEUMONIA_TYPES.index(e.pneumonia_type)
               if e.pneumonia_type else 1 for e in examples]
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     assignment = np.empty(len(examples), dtype=int)

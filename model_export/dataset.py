@@ -24,9 +24,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+# the label conventions (index = class id: 1 = pneumonia; for the type head 1 = viral), fixed
+# once for training and serving
+from cxr_common.model_metadata import PNEUMONIA_TYPES
+
 log = logging.getLogger(__name__)
 
-LABELS = ("normal", "pneumonia")  # index = class id; 1 = pneumonia
 CLASS_FOLDERS = {"NORMAL": 0, "PNEUMONIA": 1}
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 CSV_NAME_COLUMN = "X_ray_image_name"
@@ -34,7 +37,6 @@ CSV_LABEL_COLUMN = "Label"
 CSV_LABELS = {"normal": 0, "pnemonia": 1, "pneumonia": 1}  # 'Pnemonia' is the CSV's spelling
 CSV_TYPE_COLUMN = "Label_1_Virus_category"
 CSV_TYPES = {"bacteria": "bacterial", "virus": "viral"}
-PNEUMONIA_TYPES = ("bacterial", "viral")  # index = the type head's class id; 1 = viral
 FILE_NAME_TYPES = (("_bacteria_", "bacterial"), ("_virus_", "viral"))
 
 # Patient ids from Kermany file names: person123_bacteria_456.jpeg, IM-0115-0001.jpeg,

@@ -27,7 +27,7 @@ from cxr_common.model_metadata import LABELS, ModelMetadata
 from cxr_common.preprocessing import IMAGE_SIZE, PREPROCESSING_VERSION, to_model_input
 from model_export import architectures, dataset, export, metrics
 from model_export.augment import AugmentConfig, make_augment_fn
-from model_export.cache import DEFAULT_CACHE_DIR, cache_path, load_or_preprocess
+from model_export.cache import cache_path, default_cache_dir, load_or_preprocess
 from model_export.history import plot_history
 from model_export.run_record import RunRecord, write_run
 
@@ -55,7 +55,7 @@ class TrainConfig:
     class_weights: bool = True  # ~1 normal : 2.9 pneumonia (~1.9 bacterial : 1 viral); weight classes equally
     label_smoothing: float = 0.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_dir: Path = field(default_factory=default_cache_dir)  # $CXR_CACHE_DIR or ~/.cache/cxr-pneumonia
     model_name: str = "cxr-pneumonia-gapnet"
     model_version: str = "1.0.0"
 
