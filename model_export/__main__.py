@@ -1,4 +1,5 @@
-"""Command line: python -m model_export {train,cv,ensemble,combine,evaluate,ablation,publish,faithfulness} ...  (--help on each)."""
+"""Command line: python -m model_export COMMAND ... (train, cv, ensemble, combine, evaluate, ablation, publish,
+faithfulness, borders, members; --help on each)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,21 @@ def _ensemble(args: argparse.Namespace) -> int:
 def _combine(args: argparse.Namespace) -> int:
     from model_export.combine import build
 
-    build(args.gapnet, args.effnet, args.out, args.model_version)
+    build(args.gapnet, args.effnet, args.out, args.model_version, args.gapnet_card)
+    return 0
+
+
+def _borders(args: argparse.Namespace) -> int:
+    from model_export.borders import measure
+
+    measure(args.model, args.data, args.card, args.out)
+    return 0
+
+
+def _members(args: argparse.Namespace) -> int:
+    from model_export.member_ablation import run_members
+
+    run_members(args.run)
     return 0
 
 
@@ -151,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     faithful.add_argument("--out", type=Path, help="JSON report")
     faithful.set_defaults(handler=_faithfulness)
 
+    borders = commands.add_parser("borders", help="do frames, letterboxes and burned-in text change the label?")
+    borders.add_argument("--model", type=Path, required=True, help="exported .onnx file")
+    borders.add_argument("--data", type=Path, required=True, help="ROOT with train/{NORMAL,PNEUMONIA}")
+    borders.add_argument("--card", type=Path, default=Path("models/model_card.json"),
+                         help="the model card whose held-out split lists give the images")
+    borders.add_argument("--out", type=Path, help="JSON report")
+    borders.set_defaults(handler=_borders)
+
     ensemble = commands.add_parser("ensemble", help="several finished runs on the same splits as one model")
     ensemble.add_argument("--runs", type=Path, nargs="+", required=True)
     ensemble.add_argument("--out", type=Path, required=True)
@@ -161,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     combine.add_argument("--gapnet", type=Path, required=True, help="the from-scratch member's .onnx file")
     combine.add_argument("--effnet", type=Path, required=True, help="the pretrained member's finished run folder")
     combine.add_argument("--out", type=Path, required=True, help="run folder for the combined model (publishable)")
+    combine.add_argument("--gapnet-card", type=Path, help="the gapnet member's model_card.json (its type cut)")
     combine.add_argument("--model-version", default="3.0.0")
     combine.set_defaults(handler=_combine)
+
+    members = commands.add_parser("members", help="model v3's ablation: members, frozen vs fine-tuned, resolution")
+    members.add_argument("--run", type=Path, required=True, help="the folder `combine` wrote")
+    members.set_defaults(handler=_members)
 
     ablation = commands.add_parser("ablation", help="inference-only comparisons on a run, for the card")
     ablation.add_argument("--run", type=Path, required=True)

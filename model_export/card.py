@@ -66,8 +66,10 @@ LIMITS = [
     "The official test split of this dataset is known to differ from the training images (more "
     "normal cases, other exposures); models that look near-perfect on a split of the training "
     "data lose specificity there. Validation numbers below are an upper bound, not a promise.",
-    "About 70% of the training images exist only as 224x224 copies; the model looks at 150x150 "
-    "internally so that sharp originals and soft copies look alike to it.",
+    "About 70% of the training images exist only as 224x224 copies; gapnet looks at 150x150 and the "
+    "pretrained member at 224x224 internally, so that sharp originals and soft copies look alike to them.",
+    "Uniform frames and letterbox bars are removed before the model sees the image (preprocessing "
+    "version 2); burned-in text is not removed, only trained against (see the borders table).",
     "The official 16 val images (the newest NORMAL2 ids) score higher as normals than the validation "
     "sets do; the shift blocks held out here are stand-ins for other periods, not a copy of them.",
     "Probabilities come from a class-weighted model (both classes weighted equally), so they "
@@ -182,6 +184,7 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
             "members": [{"run": m["run"], "label_smoothing": m["config"].get("label_smoothing", 0),
                          "best_epoch": m["best_epoch"], "augment": m["config"]["augment"]}
                         for m in run.get("members", [])],
+            "ensemble_rule": run.get("ensemble_rule"),
         },
         "threshold": {"value": metadata.threshold, "rule": run["threshold_rule"],
                       "per_set": run.get("per_set_thresholds", {}), "type": run.get("type_recalibration")},
@@ -193,6 +196,7 @@ def build_card(run_dir: Path, out_dir: Path, model_file: str = MODEL_FILE,
         },
         "cross_validation": cv_from_folder(cv_dir) if cv_dir else None,
         "ablation": json.loads((run_dir / "ablation.json").read_text()) if (run_dir / "ablation.json").exists() else None,
+        "borders": json.loads((run_dir / "borders.json").read_text()) if (run_dir / "borders.json").exists() else None,
         "input_check": {
             "method": "Mahalanobis distance of the pooled features from the training images' mean",
             "threshold": image_check.threshold, "rule": image_check.rule,
@@ -407,6 +411,20 @@ def _ablation_section(ablation: dict[str, Any] | None) -> list[str]:
     return lines + [""] + [f"- {note}" for note in ablation.get("notes", [])] + [""]
 
 
+def _borders_section(borders: dict[str, Any] | None) -> list[str]:
+    if not borders:
+        return []
+    lines = ["## Frames, letterboxes and burned-in text",
+             f"Each of the {borders['images']} validation images re-encoded as an upload (JPEG 90) with and without "
+             "what exports add around the chest (`python -m model_export borders`): how often the label stays the same.",
+             "", "| variant | labels agree | pneumonia called normal | normal called pneumonia | mean abs. change of p |",
+             "|---|---|---|---|---|"]
+    for name, v in borders["variants"].items():
+        lines.append(f"| {name} | {v['labels_agree']:.4f} | {v['pneumonia_called_normal']} | "
+                     f"{v['normal_called_pneumonia']} | {v['mean_abs_probability_change']:.4f} |")
+    return lines + [""] + [f"- {note}" for note in borders.get("notes", [])] + [""]
+
+
 def _cv_section(cv: dict[str, Any] | None) -> list[str]:
     if not cv:
         return ["## Cross-validation", "Not run for this model: `python -m model_export cv --data DIR --folds 5 "
@@ -456,7 +474,9 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"- Augmentation (training only): {json.dumps(training['augmentation'])}.",
         f"- Checkpoint: {training['early_stopping']}: {training['epochs_run']} epochs run "
         f"(of at most {training['max_epochs']}), best weights from epoch {training['best_epoch']} restored.",
-        *([f"- Ensemble of {len(training['members'])} runs on the same splits, their logit maps averaged per head: "
+        *([f"- Ensemble: {training['ensemble_rule']} The training lines above are the fine-tuned member's."]
+          if training.get("ensemble_rule") else
+          [f"- Ensemble of {len(training['members'])} runs on the same splits, their logit maps averaged per head: "
            + "; ".join(f"`{m['run']}` (label smoothing {m['label_smoothing']}, best epoch {m['best_epoch']})"
                        for m in training["members"]) + "."] if training.get("members") else []),
         f"- Time: {training['total_seconds'] / 60:.1f} minutes in all (preprocessing "
@@ -485,6 +505,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         "be harder than any split of the training data (see limits).",
         "",
         *_ablation_section(card.get("ablation")),
+        *_borders_section(card.get("borders")),
         *_cv_section(card.get("cross_validation")),
         *_input_check_section(card["input_check"]),
         "## Reference check",

@@ -112,7 +112,8 @@ def _outputs(session: ort.InferenceSession, pixels: np.ndarray) -> dict[str, np.
     return {name: np.concatenate([b[k] for b in batches]) for k, name in enumerate(names)}
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """Probabilities -> logits, clipped away from 0 and 1."""
     p = np.clip(p, 1e-7, 1 - 1e-7)
     logits: np.ndarray = np.log(p / (1 - p))
     return logits
@@ -122,15 +123,25 @@ def check_combination(combined: ort.InferenceSession, members: dict[str, ort.Inf
                       pixels: np.ndarray) -> float:
     """Largest |p - sigmoid(mean of the members' logits)| on real images: the graph does what it says."""
     ours = _outputs(combined, pixels)[OUTPUT_NAME][:, 0]
-    mean_logit = np.mean([_logit(_outputs(s, pixels)[OUTPUT_NAME][:, 0]) for s in members.values()], axis=0)
+    mean_logit = np.mean([logit(_outputs(s, pixels)[OUTPUT_NAME][:, 0]) for s in members.values()], axis=0)
     difference = float(np.max(np.abs(ours - 1 / (1 + np.exp(-mean_logit)))))
     if not difference < 1e-4:
         raise RuntimeError(f"the combined graph differs from the members' mean logit by {difference:.2e}")
     return difference
 
 
-def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str) -> dict[str, Any]:
-    """Writes out/model.onnx and out/run.json (publishable); returns the run record."""
+ENSEMBLE_RULE = (
+    "gapnet 2.0.0 (trained from scratch in round 2) and effnet (ImageNet EfficientNet-Lite0, fine-tuned here) "
+    "as one graph: the pneumonia logit maps averaged with equal weights (effnet's 7x7 map area-resampled onto "
+    "gapnet's 9x9 grid, so the CAM's mean is the logit); the type answer and the image check's features are "
+    "gapnet 2.0.0's, unchanged (`model_export/combine.py`)."
+)
+
+
+def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str,
+          gapnet_card: Path | None = None) -> dict[str, Any]:
+    """Writes out/model.onnx and out/run.json (publishable); returns the run record. `gapnet_card`:
+    the member's published model card, whose type cut is carried over (the type head is its own)."""
     run: dict[str, Any] = json.loads((effnet_run / "run.json").read_text())
     members = {"gapnet": ort.InferenceSession(str(gapnet_path), providers=["CPUExecutionProvider"]),
                "effnet": ort.InferenceSession(str(effnet_run / RUN_MODEL_FILE), providers=["CPUExecutionProvider"])}
@@ -185,7 +196,8 @@ def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str) ->
                   "gflops_per_image": run["model"]["gflops_per_image"] + GAPNET_2_GFLOPS},
         "threshold": threshold, "threshold_rule": metrics.THRESHOLD_RULE_ACROSS,
         "per_set_thresholds": per_set_thresholds,
-        "type_recalibration": {"rule": "gapnet 2.0.0's type head, unchanged (see model_export/combine.py)"},
+        "type_recalibration": _gapnet_type_cut(gapnet_card),
+        "ensemble_rule": ENSEMBLE_RULE,
         "validation_metrics": metadata.validation_metrics, "onnx_metrics": per_set,
         "official_val_metrics": official, "combination_max_abs_diff": difference,
         "members": [{"run": str(gapnet_path), "config": {"label_smoothing": 0.0, "augment": "gapnet 2.0.0's"},
@@ -198,6 +210,15 @@ def build(gapnet_path: Path, effnet_run: Path, out: Path, model_version: str) ->
     log.info("combined model written to %s: threshold %.4f; %s", out, threshold,
              ", ".join(f"{k} AUC {v['roc_auc']:.4f}" for k, v in per_set.items()))
     return record
+
+
+def _gapnet_type_cut(card: Path | None) -> dict[str, Any] | None:
+    if card is None:
+        return None
+    cut: dict[str, Any] | None = json.loads(card.read_text())["threshold"].get("type")
+    if cut is not None:
+        cut = cut | {"rule": "gapnet 2.0.0's own type head, unchanged; its cut: " + cut["rule"]}
+    return cut
 
 
 def _sha256(path: Path) -> str:
