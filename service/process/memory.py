@@ -5,7 +5,7 @@ threshold of 128 KB to 32 MB, trimming the heap top above twice that), so the ne
 buffers are new pages that the kernel must fault in and zero. Under load at concurrency 16 on
 2 cores that was 13% of all CPU time in the kernel; keeping freed memory for reuse brought it to
 4-5% and served 8-12% more images/s. The cost is that the process keeps its high-water mark
-(see the soak run in the README: flat, about 0.5 GB).
+(docs/performance.md: flat in the soak run; about 0.3 GB per worker under the mixed load).
 """
 
 from __future__ import annotations

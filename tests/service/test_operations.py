@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 
 import pydicom
 import pytest
 
 from service.config import Settings
 from service.process.logs import JsonFormatter
-from tests.conftest import dicom_sample
+from tests.conftest import REPO_ROOT, dicom_sample
 from tests.service.conftest import assert_error, make_client
 
 
@@ -104,6 +105,14 @@ def test_settings_from_an_environment(tmp_path):
         Settings(api_keys_file=tmp_path / "missing.txt")
     with pytest.raises(ValueError, match="port"):
         Settings.from_env({"CXR_PORT": "not a number"})
+
+
+def test_the_readme_configuration_table_names_every_setting():
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `CXR_")]
+    named = {name.lower() for row in rows for name in re.findall(r"`CXR_([A-Z0-9_]+)`", row)}
+    assert named == set(Settings.model_fields)
 
 
 def test_logs_are_json_without_patient_data(client, caplog, normal_jpeg):
