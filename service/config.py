@@ -76,6 +76,11 @@ class Settings(BaseModel):
     batch_max_size: int = Field(16, ge=1, description="images per onnxruntime run at most")
     batch_max_wait_ms: float = Field(5.0, ge=0, description="how long a request waits for companions")
     max_upload_mb: float = Field(50.0, gt=0)
+    # uploads a worker holds at once, reserved from their Content-Length before their bodies are
+    # read (service/http/upload_limits.py); small uploads have a reserve of their own beside it
+    max_inflight_upload_mb: float = Field(256.0, gt=0, description="request bodies held per worker")
+    upload_timeout_s: float = Field(120.0, gt=0, description="a whole upload must arrive within this")
+    min_upload_rate_kbps: float = Field(32.0, ge=0, description="average upload rate after its first 10 s")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0, description="decompression-bomb guard")
     max_batch_files: int = Field(32, ge=1)
     max_jpeg_scans: int = Field(DEFAULT_MAX_JPEG_SCANS, ge=1, description="scans of a progressive JPEG (service/inputs/cost.py)")

@@ -17,6 +17,7 @@ from service.http.host_origin import HostOriginMiddleware
 from service.http.in_flight import InFlightMiddleware
 from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.http.routes import docs, health, metrics, model, oip, page, predict
+from service.http.upload_limits import UploadBudget, UploadLimitsMiddleware
 from service.http.web_headers import WebHeadersMiddleware
 from service.inference.classifier import CPU, Classifier
 from service.inference.runners import BatchingRunner, DirectRunner, Runner
@@ -108,6 +109,9 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
         app.include_router(metrics.router)
     # added last = outermost: the request id exists before the size limit answers
     app.add_middleware(InFlightMiddleware, metrics=service_metrics)
+    app.state.uploads = UploadBudget(int(settings.max_inflight_upload_mb * 2**20))
+    app.add_middleware(UploadLimitsMiddleware, budget=app.state.uploads, timeout_s=settings.upload_timeout_s,
+                       min_rate_bytes_s=settings.min_upload_rate_kbps * 1024)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(HostOriginMiddleware, allowed_hosts=settings.hosts_allowed(),
                        allowed_origins=settings.allowed_origins)

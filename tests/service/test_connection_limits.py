@@ -85,7 +85,7 @@ def test_a_one_megabyte_header_is_refused_with_431(url):
     sock = _connect(url)
     started = time.monotonic()
     try:
-        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1024 * 1024 + b"\r\n\r\n")
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nX-Big: " + b"a" * 1024 * 1024 + b"\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server may close before the whole megabyte is written
     status, body, _ = _read_answer(sock)
@@ -96,7 +96,7 @@ def test_a_one_megabyte_header_is_refused_with_431(url):
 def test_headers_sent_a_byte_at_a_time_are_cut_off(url):
     sock = _connect(url)
     started = time.monotonic()
-    request = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    request = b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100
     for byte in request:  # 4 bytes a second, until the server gives up on it
         try:
             sock.sendall(bytes([byte]))
@@ -115,7 +115,7 @@ def test_an_idle_connection_is_closed_silently_and_kept_alive_ones_idle_out(url)
     idle = _connect(url)  # never sends a byte
     assert _read_answer(idle, timeout=SHORT["header_timeout_s"] + 2)[0] is None  # closed, no answer
     kept = _connect(url)
-    kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+    kept.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert _read_answer(kept)[0] == 200
     assert _closed(kept, timeout=SHORT["keep_alive_s"] + 2)
 
@@ -123,7 +123,7 @@ def test_an_idle_connection_is_closed_silently_and_kept_alive_ones_idle_out(url)
 def test_an_upload_that_stalls_gets_408(url, normal_jpeg):
     data = normal_jpeg.read_bytes()
     sock = _connect(url)
-    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(data) + data[:1000])
     status, body, elapsed = _read_answer(sock)
     assert status == 408 and body["error"]["code"] == "request_timeout"
@@ -151,7 +151,7 @@ def test_clients_that_vanish_are_counted_apart_from_5xx(url, normal_jpeg):
     before = _status_counts(url)
     for cut in (len(data) // 2, len(data)):  # mid-upload, and while it is being scored
         sock = _connect(url)
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:cut])
         time.sleep(0.05)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

@@ -40,7 +40,7 @@ def wait_for(url: str, name: str, value: float, timeout: float = 10) -> None:
 def held_upload(port: int, data: bytes) -> socket.socket:
     """A POST /predict whose body stops half way: in flight until the socket closes."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(data) + data[: len(data) // 2])
     return sock
 

@@ -96,7 +96,7 @@ def test_an_unauthenticated_upload_is_refused_from_its_headers(bundled_model):
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             # 45 MB announced, 64 KB sent: the answer must not wait for the rest
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                          b"Content-Length: %d\r\n\r\n" % (45 * 1024 * 1024) + bytes(64 * 1024))
             started = time.monotonic()
             answer = b""
@@ -115,7 +115,7 @@ def test_requests_past_the_shutdown_timeout_get_the_json_503(bundled_model, norm
     wait_ready(process, f"http://127.0.0.1:{port}", log)
     data = normal_jpeg.read_bytes()
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(data) + data[:1000])  # the rest never comes
         time.sleep(0.3)
         process.send_signal(signal.SIGTERM)

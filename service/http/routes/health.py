@@ -29,4 +29,5 @@ async def ready(request: Request) -> Health | JSONResponse:
 
 def is_ready(state: State) -> bool:
     """The readiness rule, for /health/ready and the Open Inference Protocol's ready routes."""
-    return bool(getattr(state, "ready", False)) and not getattr(state, "draining", False) and not state.scoring.full
+    return (bool(getattr(state, "ready", False)) and not getattr(state, "draining", False)
+            and not state.scoring.full and not state.uploads.full)

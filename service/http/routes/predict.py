@@ -6,11 +6,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Query, Request
-from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from service.http.deps import ApiKeyDep, ScoringDep, SettingsDep
 from service.http.errors import ApiError, api_error_for
+from service.http.multipart import read_files
 from service.http.schemas import (
     BatchItem,
     BatchResponse,
@@ -62,12 +62,7 @@ def media_type(request: Request) -> str:
 
 
 async def _read_form_files(request: Request, field: str, max_files: int) -> list[bytes]:
-    form = await request.form(max_files=max_files, max_fields=100)
-    try:
-        uploads = [item for item in form.getlist(field) if isinstance(item, UploadFile)]
-        return [await upload.read() for upload in uploads]
-    finally:
-        await form.close()
+    return await read_files(request, field, max_files)  # in memory, never spooled to disk
 
 
 async def _read_single_file(request: Request) -> bytes:
