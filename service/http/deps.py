@@ -5,7 +5,8 @@ dependency per request (measured: a third of the event loop's time under load)."
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 
@@ -15,29 +16,22 @@ from service.inference.classifier import Classifier
 from service.inference.scoring import ScoringService
 from service.metrics import ServiceMetrics
 
-
-async def get_classifier(request: Request) -> Classifier:
-    classifier: Classifier = request.app.state.classifier
-    return classifier
+T = TypeVar("T")
 
 
-async def get_scoring(request: Request) -> ScoringService:
-    scoring: ScoringService = request.app.state.scoring
-    return scoring
+def _from_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """The dependency that hands a handler `app.state.<name>`, a `kind` set up by create_app."""
+
+    async def dependency(request: Request) -> T:
+        value: T = getattr(request.app.state, name)
+        return value
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_metrics(request: Request) -> ServiceMetrics:
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
-
-
-ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
-ScoringDep = Annotated[ScoringService, Depends(get_scoring)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+ClassifierDep = Annotated[Classifier, Depends(_from_state("classifier", Classifier))]
+ScoringDep = Annotated[ScoringService, Depends(_from_state("scoring", ScoringService))]
+SettingsDep = Annotated[Settings, Depends(_from_state("settings", Settings))]
+MetricsDep = Annotated[ServiceMetrics, Depends(_from_state("metrics", ServiceMetrics))]
 ApiKeyDep = Depends(check_api_key)
