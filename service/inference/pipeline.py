@@ -9,12 +9,14 @@ per file, always; the HTTP edge turns each error into its answer (service.http.e
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from service.inference.classifier import Classifier, Prediction
+from service.inference.errors import DeadlineExceededError
 from service.inference.heatmap import Heatmap, make_heatmap
 from service.inputs.chest_check import judge_image
 from service.inputs.decoding import DecodedImage, decode_upload
@@ -33,20 +35,34 @@ class Scored:
 # Each file's outcome, in order: its answer, or the error that says why it has none
 Outcome = Scored | Exception
 Decoded = DecodedImage | Exception
+STOPPED = "not scored: its request ran past the deadline or its client left"
+
+
+def stopped(stop: threading.Event | None) -> bool:
+    """Whether the request this work is for has been answered without it (deadline, client gone)."""
+    return stop is not None and stop.is_set()
 
 
 def score_uploads(files: list[bytes], heatmap: bool, classifier: Classifier, limits: Limits,
-                  predict: Callable[[np.ndarray, bool], list[Prediction]]) -> list[Outcome]:
+                  predict: Callable[[np.ndarray, bool], list[Prediction]],
+                  stop: threading.Event | None = None) -> list[Outcome]:
     """The pipeline: decode -> predict ((N, S, S) uint8 -> N predictions, with the CAM when
-    `heatmap`) -> the image check -> heatmaps. Never raises for a file's fault."""
-    decoded = decode_all(files, classifier.input_size, limits, heatmap)
+    `heatmap`) -> the image check -> heatmaps. Never raises for a file's fault. Once `stop` is
+    set (the request was answered without this work), no further file is decoded or scored."""
+    decoded = decode_all(files, classifier.input_size, limits, heatmap, stop)
+    if stopped(stop):
+        return [DeadlineExceededError(STOPPED) for _ in files]
     pixels = pixels_of(decoded)
     predictions = predict(pixels, heatmap) if pixels is not None else []
     return finish(decoded, predictions, classifier, limits, heatmap)
 
 
-def decode_all(files: list[bytes], size: int, limits: Limits, with_preview: bool = False) -> list[Decoded]:
-    return [_decode_one(data, size, limits, with_preview) for data in files]
+def decode_all(files: list[bytes], size: int, limits: Limits, with_preview: bool = False,
+               stop: threading.Event | None = None) -> list[Decoded]:
+    """Each file decoded, or its error; `stop` is looked at between files (a decode already
+    running is not interrupted: its cost is bounded before it starts, service.inputs.cost)."""
+    return [DeadlineExceededError(STOPPED) if stopped(stop) else _decode_one(data, size, limits, with_preview)
+            for data in files]
 
 
 def _decode_one(data: bytes, size: int, limits: Limits, with_preview: bool) -> Decoded:

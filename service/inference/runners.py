@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from typing import Protocol
 
 import numpy as np
 
 from service.inference.classifier import Classifier, Prediction
-from service.inference.errors import ShuttingDownError
-from service.inference.pipeline import Decoded, Outcome, decode_all, finish, pixels_of, score_uploads
+from service.inference.errors import DeadlineExceededError, ShuttingDownError
+from service.inference.pipeline import STOPPED, Decoded, Outcome, decode_all, finish, pixels_of, score_uploads, stopped
 from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
 from service.process.memory import MemoryWatermark
@@ -44,13 +45,15 @@ _Waiting = tuple[np.ndarray, bool, "asyncio.Future[list[Prediction]]"]
 
 class Runner(Protocol):
     classifier: Classifier
+    threads: int  # uploads decoded at once
 
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
-        """Each file's result or error, in order; with `heatmap`, each result carries its map."""
+    async def score(self, files: list[bytes], heatmap: bool, stop: threading.Event | None = None) -> list[Outcome]:
+        """Each file's result or error, in order; with `heatmap`, each result carries its map.
+        Once `stop` is set, the work still to do for this request is skipped."""
         ...
 
 
@@ -63,6 +66,7 @@ class DirectRunner:
     def __init__(self, classifier: Classifier, metrics: ServiceMetrics, threads: int, limits: Limits,
                  peers: PeerLoad | None = None):
         self.classifier, self.metrics, self.limits, self.peers = classifier, metrics, limits, peers
+        self.threads = threads
         self._memory = MemoryWatermark()
         self._workers = WorkerThreads(threads, "cxr-score")
         self._helper = WorkerThreads(1, "cxr-help") if peers is not None else None
@@ -81,7 +85,7 @@ class DirectRunner:
     def _others_idle(self) -> bool:
         return self.peers is None or self.peers.others_idle()
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
+    async def score(self, files: list[bytes], heatmap: bool, stop: threading.Event | None = None) -> list[Outcome]:
         self._in_flight += 1
         if self.peers is not None:
             self.peers.add(1)
@@ -89,15 +93,15 @@ class DirectRunner:
             threads = self._workers
             if self._helper is not None and self._helper.pending < threads.pending and self._others_idle():
                 threads = self._helper
-            return await threads.run(self._score_here, files, heatmap)
+            return await threads.run(self._score_here, files, heatmap, stop)
         finally:
             self._in_flight -= 1
             if self.peers is not None:
                 self.peers.add(-1)
 
-    def _score_here(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
+    def _score_here(self, files: list[bytes], heatmap: bool, stop: threading.Event | None) -> list[Outcome]:
         try:
-            return score_uploads(files, heatmap, self.classifier, self.limits, self._predict)
+            return score_uploads(files, heatmap, self.classifier, self.limits, self._predict, stop)
         finally:
             self._memory.after_request()
 
@@ -114,6 +118,7 @@ class BatchingRunner:
                  max_batch: int, max_wait_ms: float):
         self.classifier, self.metrics, self.limits = classifier, metrics, limits
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
+        self.threads = threads
         self.decodes_in_flight = 0  # requests being decoded now: companions worth waiting for
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -137,12 +142,15 @@ class BatchingRunner:
             if not future.done():
                 future.set_exception(ShuttingDownError("the service is shutting down; retry on another instance"))
 
-    async def score(self, files: list[bytes], heatmap: bool) -> list[Outcome]:
+    async def score(self, files: list[bytes], heatmap: bool, stop: threading.Event | None = None) -> list[Outcome]:
         self.decodes_in_flight += 1  # tells the batcher that a request is coming
         try:
-            decoded = await self._workers.run(decode_all, files, self.classifier.input_size, self.limits, heatmap)
+            decoded = await self._workers.run(decode_all, files, self.classifier.input_size, self.limits,
+                                              heatmap, stop)
         finally:
             self.decodes_in_flight -= 1
+        if stopped(stop):
+            return [DeadlineExceededError(STOPPED) for _ in files]
         pixels = pixels_of(decoded)
         predictions = await self._submit(pixels, heatmap) if pixels is not None else []
         if heatmap:  # drawing them is CPU work: in a thread; the rest is a few comparisons

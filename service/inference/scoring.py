@@ -5,12 +5,22 @@ Admission: each worker process scores at most `max_queued_images` images at once
 running). Past that a request is refused at once (OverloadedError, answered with a Retry-After)
 rather than queued without bound, and /health/ready reports not ready so that a load balancer
 steers new clients away.
+
+The deadline bounds the work, not just the wait: a request answered without its results (past
+CXR_REQUEST_DEADLINE_S, or its client gone) sets its stop event, and its thread does no further
+file of it (service.inference.pipeline). Its images stay counted until that thread is really
+done, and while every decoding thread holds such overdue work the worker is `full`: refused and
+not ready, instead of queueing new requests behind work nobody waits for. A decode already
+running is not interrupted; what it may cost is bounded before it starts (service.inputs.cost:
+at most ~2 s of CPU for the largest image allowed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from service.inference.classifier import Classifier
 from service.inference.errors import ClientGoneError, DeadlineExceededError, OverloadedError
@@ -25,6 +35,7 @@ class ScoringService:
         self.runner, self.metrics = runner, metrics
         self.deadline_s, self.max_queued_images = deadline_s, max_queued_images
         self.queued_images = 0  # kept by the event loop's thread only
+        self.overdue = 0  # requests answered whose work has not stopped yet
 
     @property
     def classifier(self) -> Classifier:
@@ -32,46 +43,62 @@ class ScoringService:
 
     @property
     def full(self) -> bool:
-        return self.queued_images >= self.max_queued_images
+        """No more work is taken: the images limit is reached, or every decoding thread is busy
+        with work whose request was already answered."""
+        return self.queued_images >= self.max_queued_images or self.overdue >= self.runner.threads
 
     async def score(self, files: list[bytes], heatmap: bool,
                     disconnected: Callable[[], Awaitable[None]]) -> list[Outcome]:
         """Each file's result or error, in order. Raises OverloadedError (refused at once),
-        DeadlineExceededError (past the deadline the answer stops waiting; a thread cannot be
-        killed, but the budgets checked before decoding bound what it still does) and
-        ClientGoneError (`disconnected` returned first: work not yet started is dropped)."""
-        if self.queued_images + len(files) > self.max_queued_images:
+        DeadlineExceededError (past the deadline the answer stops waiting, and the work stops
+        before its next file) and ClientGoneError (`disconnected` returned first: likewise)."""
+        if self.full or self.queued_images + len(files) > self.max_queued_images:
             raise OverloadedError(
                 f"this worker is scoring {self.queued_images} images, its limit is "
-                f"{self.max_queued_images} (CXR_MAX_QUEUED_IMAGES); retry shortly")
-        self.queued_images += len(files)
-        self.metrics.images_queued.inc(len(files))
-        try:
-            results = await self._score_unless_gone(files, heatmap, disconnected)
-        finally:
-            self.queued_images -= len(files)
-            self.metrics.images_queued.dec(len(files))
+                f"{self.max_queued_images} (CXR_MAX_QUEUED_IMAGES), and {self.overdue} of its "
+                f"{self.runner.threads} threads finish work past its deadline; retry shortly")
+        count = len(files)
+        self.queued_images += count
+        self.metrics.images_queued.inc(count)
+        stop = threading.Event()
+        scoring = asyncio.ensure_future(self.runner.score(files, heatmap, stop))
+        scoring.add_done_callback(lambda _: self._release(count))  # counted until the work really ends
+        results = await self._wait(scoring, stop, disconnected)
         self._count(results)
         return results
 
-    async def _score_unless_gone(self, files: list[bytes], heatmap: bool,
-                                 disconnected: Callable[[], Awaitable[None]]) -> list[Outcome]:
-        scoring = asyncio.ensure_future(self.runner.score(files, heatmap))
+    def _release(self, count: int) -> None:
+        self.queued_images -= count
+        self.metrics.images_queued.dec(count)
+
+    async def _wait(self, scoring: asyncio.Future[list[Outcome]], stop: threading.Event,
+                    disconnected: Callable[[], Awaitable[None]]) -> list[Outcome]:
         watching = asyncio.ensure_future(disconnected())
+        either: set[asyncio.Future[Any]] = {scoring, watching}
         try:
-            done, _ = await asyncio.wait({scoring, watching}, timeout=self.deadline_s,
+            done, _ = await asyncio.wait(either, timeout=self.deadline_s,
                                          return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the server is shutting down: nobody waits any more
+            stop.set()
+            raise
         finally:
             watching.cancel()
-            if not scoring.done():
-                scoring.cancel()  # a job still waiting for a thread is then skipped (WorkerThreads)
         if scoring in done:
             return scoring.result()
+        # answered without it: the work stops before its next file, and counts until it has
+        stop.set()
+        self.overdue += 1
+        scoring.add_done_callback(self._overdue_done)
         if watching in done:
             raise ClientGoneError("the client disconnected before its answer was ready")
         raise DeadlineExceededError(
             f"decoding and scoring took longer than the {self.deadline_s:g} s allowed per request "
             "(CXR_REQUEST_DEADLINE_S)")
+
+    def _overdue_done(self, scoring: asyncio.Future[list[Outcome]]) -> None:
+        self.overdue -= 1
+        if not scoring.cancelled():
+            scoring.exception()  # retrieved: nobody is left to hear of it
 
     def _count(self, results: list[Outcome]) -> None:
         for result in results:

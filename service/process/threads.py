@@ -36,7 +36,7 @@ class WorkerThreads:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.pending = 0  # jobs queued or running (kept by the event loop's thread)
+        self.pending = 0  # jobs queued or running, until their thread is done (kept by the event loop's thread)
 
     def start(self) -> None:
         """From the event loop that will await the results."""
@@ -53,29 +53,33 @@ class WorkerThreads:
         self._threads = []
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """`function(*args)` on one of the threads; its result or its exception here."""
+        """`function(*args)` on one of the threads; its result or its exception here. A caller
+        that stops waiting (cancelled) does not stop a job already running: it stays counted
+        in `pending` until its thread is done with it, so that new work goes to free threads
+        and readiness sees a thread that is still busy."""
         if not self._threads:
             raise RuntimeError(f"{self.name} threads are not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._jobs.put((function, args, future))
         self.pending += 1
-        try:
-            return await future
-        finally:
-            self.pending -= 1
+        self._jobs.put((function, args, future))
+        return await future
+
+    def _finished(self, future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+        self.pending -= 1
+        _settle(future, result, error)
 
     def _work(self) -> None:
         loop = self._loop
         assert loop is not None, "start() sets the loop before any thread runs"
         while (job := self._jobs.get()) is not None:
             function, args, future = job
-            if future.cancelled():  # cancelled while it waited: skip the work
-                continue
+            result, error = None, None
+            if not future.cancelled():  # cancelled while it waited: the work is skipped
+                try:
+                    result = function(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
+                    error = exc
             try:
-                result, error = function(*args), None
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(self._finished, future, result, error)
             except RuntimeError:  # the event loop is closed: nobody is waiting any more
                 return

@@ -133,7 +133,7 @@ def test_unknown_route_and_method(client):
 
 def test_unexpected_error_is_a_json_500_with_the_request_id(bundled_model, normal_jpeg):
     with make_client(bundled_model) as client:
-        async def broken(files, heatmap):
+        async def broken(files, heatmap, stop):
             raise RuntimeError("a bug")
 
         client.app.state.scoring.runner.score = broken

@@ -66,9 +66,9 @@ def test_a_request_while_the_queue_is_full_is_refused(bundled_model, val_images)
         scoring = client.app.state.scoring
         score, gate = scoring.runner.score, threading.Event()
 
-        async def held(files, heatmap):
+        async def held(files, heatmap, stop):
             await asyncio.to_thread(gate.wait, 30)
-            return await score(files, heatmap)
+            return await score(files, heatmap, stop)
 
         scoring.runner.score = held
         result: dict = {}
