@@ -28,7 +28,7 @@ from service.http.deps import ApiKeyDep, ClassifierDep, ScoringDep, SettingsDep
 from service.http.errors import ApiError, api_error_for
 from service.http.oip_tensors import HEADER_LENGTH, Tensor, encode_response, parse_request
 from service.http.routes.health import is_ready
-from service.http.routes.predict import _until_disconnected
+from service.http.routes.predict import until_disconnected
 from service.inference.classifier import Classifier
 from service.inference.pipeline import Scored
 
@@ -127,7 +127,7 @@ async def infer(request: Request, scoring: ScoringDep, settings: SettingsDep, na
     names = [output for output, _ in outputs_of(classifier)]
     parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH), INPUT_NAME, names,
                            settings.max_batch_files)
-    results = await scoring.score(parsed.elements, False, _until_disconnected(request))
+    results = await scoring.score(parsed.elements, False, until_disconnected(request))
     scored: list[Scored] = []
     for index, result in enumerate(results):
         if not isinstance(result, Scored):  # the protocol answers a request whole: its first fault

@@ -84,7 +84,7 @@ async def _read_single_file(request: Request) -> bytes:
     return data
 
 
-def _until_disconnected(request: Request) -> Callable[[], Awaitable[None]]:
+def until_disconnected(request: Request) -> Callable[[], Awaitable[None]]:
     """Resolves when the client goes away. Called once the body is read: the server's next
     message is then the disconnect (or the end of the answer)."""
     async def wait() -> None:
@@ -148,7 +148,7 @@ async def predict(request: Request, scoring: ScoringDep, heatmap: bool = Heatmap
     started = time.perf_counter()
     _check_heatmap(scoring, heatmap)
     data = await _read_single_file(request)
-    (result,) = await scoring.score([data], heatmap, _until_disconnected(request))
+    (result,) = await scoring.score([data], heatmap, until_disconnected(request))
     if not isinstance(result, Scored):
         raise api_error_for(result)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -166,7 +166,7 @@ async def predict_batch(request: Request, scoring: ScoringDep, settings: Setting
     files = await _read_form_files(request, "files", max_files=settings.max_batch_files)
     if not files:
         raise ApiError("missing_file", "multipart request has no file in field 'files'")
-    results = await scoring.score(files, heatmap, _until_disconnected(request))
+    results = await scoring.score(files, heatmap, until_disconnected(request))
     elapsed_ms = (time.perf_counter() - started) * 1000
     request_id = request.state.request_id
     items = [
