@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 from cxr_common.image_check import ImageCheck
 from service.inputs.errors import NotChestXrayError
@@ -24,6 +25,12 @@ class InputCheck(str, Enum):
 
 
 DEFAULT_MODE = InputCheck.refuse  # CXR_INPUT_CHECK
+
+
+def describe(check: ImageCheck | None, mode: InputCheck) -> dict[str, Any]:
+    """The input check as GET /model reports it: the mode, the DICOM rules, the image check."""
+    image = None if check is None else {"method": "mahalanobis-features", "threshold": check.threshold, "rule": check.rule}
+    return {"mode": mode.value, "dicom_attributes": True, "image_check": image}
 
 
 def judge_image(score: float | None, check: ImageCheck | None, mode: InputCheck) -> str | None:

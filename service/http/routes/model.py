@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from service.http.deps import ClassifierDep, SettingsDep
 from service.http.schemas import ModelInfo
-from service.inference.classifier import Classifier
+from service.inputs.chest_check import describe
 
 router = APIRouter(tags=["model"])
 
@@ -31,7 +29,7 @@ async def model_info(request: Request, classifier: ClassifierDep, settings: Sett
         training_data_sha256=metadata.training_data_sha256,
         metrics=metadata.validation_metrics,
         outputs=classifier.outputs,
-        input_check=_input_check(classifier, settings.input_check.value),
+        input_check=describe(classifier.image_check, settings.input_check),
         reference_check={
             "images": classifier.reference.images,
             "largest_difference": classifier.reference.largest_difference,
@@ -41,10 +39,3 @@ async def model_info(request: Request, classifier: ClassifierDep, settings: Sett
         api_key_required=bool(request.app.state.api_keys),
     )
 
-
-def _input_check(classifier: Classifier, mode: str) -> dict[str, Any]:
-    check = classifier.image_check
-    base = {"mode": mode, "dicom_attributes": True}
-    if check is None:
-        return base | {"image_check": None}
-    return base | {"image_check": {"method": "mahalanobis-features", "threshold": check.threshold, "rule": check.rule}}
