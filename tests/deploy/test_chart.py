@@ -90,7 +90,8 @@ def test_the_validator_rejects_a_typo():
 
 @pytest.mark.parametrize(("values", "message"), [
     ([], "give API keys"),
-    ([*KEYS, "--set", "gateway.enabled=true"], "gateway.dicomweb"),
+    ([*KEYS, "--set", "gateway.enabled=true", "--set", "gateway.apiKey=k"], "gateway.dicomweb"),
+    ([*KEYS, "--set", "gateway.enabled=true", "--set", "gateway.dicomweb=http://pacs/dicom-web"], "gateway.apiKey"),
 ])
 def test_unsafe_or_incomplete_values_are_refused(values, message):
     result = helm("template", "screening", str(CHART), *values)
