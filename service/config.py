@@ -89,6 +89,9 @@ class Settings(BaseModel):
     # on loopback, any when listening beyond it; '*' for any
     allowed_hosts: list[str] | None = None
     allowed_origins: list[str] = Field(default_factory=list)  # browser origins besides the service's own
+    # throttles (service/http/throttle.py): wrong keys per client address, requests per key; 0 = off
+    auth_failures_per_minute: int = Field(20, ge=0, description="wrong API keys per address a minute before 429")
+    rate_limit_per_key: float = Field(0.0, ge=0, description="requests per API key a minute (0: no limit)")
     api_keys_file: Path | None = None
     # listening beyond loopback without keys is refused unless this says it is meant
     allow_anonymous: bool = False

@@ -17,6 +17,7 @@ from service.http.host_origin import HostOriginMiddleware
 from service.http.in_flight import InFlightMiddleware
 from service.http.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from service.http.routes import docs, health, metrics, model, oip, page, predict
+from service.http.throttle import FailedKeys, KeyRate
 from service.http.upload_limits import UploadBudget, UploadLimitsMiddleware
 from service.http.web_headers import WebHeadersMiddleware
 from service.inference.classifier import CPU, Classifier
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.state.settings = settings
     app.state.metrics = service_metrics
     app.state.api_keys = settings.all_api_keys()
+    app.state.failed_keys = FailedKeys(settings.auth_failures_per_minute)
+    app.state.key_rate = KeyRate(settings.rate_limit_per_key)
     app.state.ready = False
     install_error_handlers(app)
     app.include_router(predict.router)

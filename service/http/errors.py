@@ -58,6 +58,8 @@ ANSWERS: dict[str, Answer] = {
     "unsupported_image_shape": Answer(422),
     "unsupported_dicom": Answer(422),
     "undecodable_image": Answer(422),
+    "too_many_failed_keys": Answer(429, retry_after_s=60),
+    "rate_limited": Answer(429, retry_after_s=1),
     "request_header_fields_too_large": Answer(431),
     # nginx's code for "the client closed the connection before the answer": logged and counted
     # apart from the 5xx that page someone; nobody receives it

@@ -95,7 +95,8 @@ class RequestContextMiddleware:
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id, "method": scope["method"], "route": route,
+                    "request_id": request_id, "client": (scope.get("client") or ("unknown",))[0],
+                    "method": scope["method"], "route": route,
                     "status": status, "latency_ms": round(elapsed * 1000, 2),
                     "error_code": scope["state"].get("error_code"),
                 },
