@@ -7,7 +7,11 @@ that every request was answered, none with a 5xx, and memory stayed flat.
 Clients (shares of the concurrency): good 60% (real X-rays, JPEG and DICOM, on kept-alive
 connections), bad 20% (not an image, a truncated JPEG, a photograph, an empty body, a 1 MB
 header), slow 10% (headers a byte a second, or an upload that stalls), vanishing 10% (gone
-mid-upload). With --sigterm-at the service gets SIGTERM then; each request sent before it must
+mid-upload); besides them one client sending scan bombs (6000 px progressive JPEGs with 4,000
+refinement scans: refused 422 before decoding) and one trickling an upload a byte a second
+(cut off 408 once under CXR_MIN_UPLOAD_RATE_KBPS after its first 10 s). The good requests'
+latency is reported (median, p99): what a small request waits behind the rest.
+With --sigterm-at the service gets SIGTERM then; each request sent before it must
 still be answered (new connections are refused from then on, as they should be).
 Exit status 0 when every check holds.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
+from benchmarks.hostile_inputs import scan_bomb
 from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, Server, load_bodies
 
 HOST = "127.0.0.1"
@@ -40,6 +45,7 @@ class Tally:
     unanswered: Counter = field(default_factory=Counter)  # kind -> requests sent but never answered
     unanswered_before_sigterm: int = 0
     sigterm_at: float | None = None
+    good_seconds: list[float] = field(default_factory=list)  # each good request's answer time
 
     def record(self, kind: str, status: int | None, sent_at: float, accepted: bool = True) -> None:
         """`accepted`: the request's headers were all sent (a server may drop one whose
@@ -85,6 +91,8 @@ async def _exchange(port: int, requests: list[bytes], kind: str, tally: Tally, d
                     tally.record(kind, None, sent_at)
                     break
                 tally.record(kind, status, sent_at)
+                if kind == "good":
+                    tally.good_seconds.append(time.monotonic() - sent_at)
                 if status in (408, 431):  # the server closes after these
                     break
         finally:
@@ -124,6 +132,29 @@ async def _slow(port: int, body: bytes, tally: Tally, deadline: float, stall: bo
             writer.close()
 
 
+async def _trickle_upload(port: int, body: bytes, tally: Tally, deadline: float) -> None:
+    """Headers at once, then the body a byte a second: the idle timeout never fires."""
+    while time.monotonic() < deadline:
+        try:
+            reader, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            return
+        request = _request("/predict", body, "image/jpeg")
+        head = request.index(b"\r\n\r\n") + 4
+        writer.write(request[:head])
+        sent_at = time.monotonic()
+        sender = asyncio.ensure_future(_trickle(writer, request[head:]))
+        try:
+            status = await asyncio.wait_for(_answer(reader), 180)
+            tally.record("trickle", status, sent_at)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+            tally.record("trickle", None, sent_at, accepted=False)  # its request never completes
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            writer.close()
+
+
 async def _vanish(port: int, body: bytes, tally: Tally, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
@@ -137,6 +168,13 @@ async def _vanish(port: int, body: bytes, tally: Tally, deadline: float) -> None
         writer.transport.abort()  # a reset, as a dropped link looks
         tally.statuses[("vanishing", "gone")] += 1
         await asyncio.sleep(0.3)
+
+
+def _bombs(jpeg: bytes) -> list[bytes]:
+    """The scan bomb, built from a real X-ray at the largest size CXR_MAX_PIXELS allows."""
+    with Image.open(io.BytesIO(jpeg)) as image:
+        bomb = scan_bomb(image.convert("L").resize((6000, 6000)), 4000)
+    return [_request("/predict", bomb, "image/jpeg")]
 
 
 def _bodies(data: Path) -> tuple[list[bytes], list[bytes], bytes]:
@@ -188,6 +226,7 @@ async def _run(server: Server, data: Path, concurrency: int, seconds: float, sig
                tally: Tally, memory: list[float], readiness: list[float]) -> None:
     port = server.port
     good, bad, jpeg = _bodies(data)
+    bombs = _bombs(jpeg)
     deadline = time.monotonic() + seconds
     shares = {"good": 0.6, "bad": 0.2, "slow": 0.1}
     counts = {kind: max(1, round(concurrency * share)) for kind, share in shares.items()}
@@ -197,6 +236,8 @@ async def _run(server: Server, data: Path, concurrency: int, seconds: float, sig
               for i in range(counts["bad"])]
     tasks += [_slow(port, jpeg, tally, deadline, stall=bool(i % 2)) for i in range(counts["slow"])]
     tasks += [_vanish(port, jpeg, tally, deadline) for _ in range(counts["vanishing"])]
+    tasks.append(_exchange(port, bombs, "bomb", tally, deadline))
+    tasks.append(_trickle_upload(port, jpeg, tally, deadline))
     tasks.append(_sample_memory(server, memory, deadline))
     tasks.append(_probe_readiness(port, readiness, deadline if sigterm_at is None else time.monotonic() + sigterm_at))
     if sigterm_at is not None:
@@ -243,13 +284,23 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
         print(f"  /health/ready under this load: median {1000 * ordered[len(ordered) // 2]:.1f} ms, "
               f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.1f} ms, max {1000 * ordered[-1]:.1f} ms "
               f"({len(ordered)} probes)")
-    answered = tally.unanswered_before_sigterm == 0 and (sigterm_at is not None or not tally.unanswered)
+    if tally.good_seconds:
+        ordered = sorted(tally.good_seconds)
+        print(f"  good requests' answer time: median {1000 * ordered[len(ordered) // 2]:.0f} ms, "
+              f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.0f} ms, max {1000 * ordered[-1]:.0f} ms "
+              f"({len(ordered)} requests)")
+    # the trickle may still be sending when the run ends: unanswered then, and not a failure
+    others_unanswered = sum(count for kind, count in tally.unanswered.items() if kind != "trickle")
+    answered = tally.unanswered_before_sigterm == 0 and (sigterm_at is not None or others_unanswered == 0)
     checks = {
         "every request answered": answered,
         "no 5xx answered": five_xx == 0,
         "no 5xx in /metrics": metrics_5xx == 0,
         "memory flat": flat,
         "good requests served": tally.statuses[("good", 200)] > 0,
+        "scan bombs refused 422": {s for (k, s) in tally.statuses if k == "bomb"} <= {422, 503}
+        and tally.statuses[("bomb", 422)] > 0,
+        "trickle cut off with 408": seconds < 12 or sigterm_at is not None or tally.statuses[("trickle", 408)] > 0,
         # p99: the probe is timed from a client that shares the cores with the service
         "readiness within 100 ms (p99)": bool(readiness) and sorted(readiness)[int(0.99 * (len(readiness) - 1))]
         < READY_WITHIN_S,

@@ -17,6 +17,8 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless
 
+from benchmarks.hostile_inputs import progressive_jpeg as progressive
+from benchmarks.hostile_inputs import scan_bomb
 from cxr_common.dicom_rules import DEFAULT_RULES, shown
 from service.inputs.cost import (
     DEFAULT_MAX_JPEG_SCANS,
@@ -44,29 +46,6 @@ def client(bundled_model):
 def big_xray(val_images) -> Image.Image:
     with Image.open(val_images[0]) as image:
         return image.convert("L").resize((SIDE, SIDE))
-
-
-def progressive(image: Image.Image, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", progressive=True, **options)
-    return buffer.getvalue()
-
-
-def scan_bomb(image: Image.Image, scans: int) -> bytes:
-    """A grayscale progressive JPEG with `scans` extra AC refinement scans (Ss=1, Se=63, Ah=1,
-    Al=0), each one end-of-band run over the whole image: ~80 bytes a scan, a full pass over
-    every block for the decoder. Its AC table (id 1) has one code, '0' for EOB14."""
-    data = progressive(image, quality=30)
-    assert data.endswith(b"\xff\xd9")
-    blocks = ((image.width + 7) // 8) * ((image.height + 7) // 8)
-    table = b"\xff\xc4" + struct.pack(">H", 20) + bytes([0x11, 1] + [0] * 15 + [0xE0])
-    symbols = -(-blocks // 16384)  # EOB14 with extra bits 0: a run of 16,384 blocks
-    body = bytearray(-(-15 * symbols // 8))
-    padding = len(body) * 8 - 15 * symbols
-    if padding:
-        body[-1] |= (1 << padding) - 1  # padded with 1 bits, as the standard says
-    scan = b"\xff\xda" + struct.pack(">H", 8) + bytes([1, 1, 0x01, 1, 63, 0x10]) + bytes(body)
-    return data[:-2] + table + scan * scans + b"\xff\xd9"
 
 
 def test_the_shared_xrays_have_one_scan(val_images):
