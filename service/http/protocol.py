@@ -31,8 +31,10 @@ log = logging.getLogger("service.http")
 
 # after an answer that left its request's body unread: how long, and how much, of the rest is
 # read and dropped before the connection is closed
-LINGER_S = 2.0
-LINGER_BYTES = 1 << 20
+# (more than a whole upload may be: a client that sends its body before reading the answer, as
+# most do, then reads its early 503 or 415 instead of a reset)
+LINGER_S = 5.0
+LINGER_BYTES = 64 << 20
 ANSWERED_HERE = "answered_by_protocol"  # key in the request's scope state: the error code
 
 
