@@ -92,6 +92,10 @@ def test_the_validator_rejects_a_typo():
     ([], "give API keys"),
     ([*KEYS, "--set", "gateway.enabled=true", "--set", "gateway.apiKey=k"], "gateway.dicomweb"),
     ([*KEYS, "--set", "gateway.enabled=true", "--set", "gateway.dicomweb=http://pacs/dicom-web"], "gateway.apiKey"),
+    # values.schema.json: a misspelt key, a setting the chart itself sets, a wrong type
+    ([*KEYS, "--set", "replicaCont=3"], "additional properties 'replicaCont' not allowed"),
+    ([*KEYS, "--set", "config.CXR_WORKERS=4"], "invalid propertyName 'CXR_WORKERS'"),
+    ([*KEYS, "--set", "threads=two"], "threads"),
 ])
 def test_unsafe_or_incomplete_values_are_refused(values, message):
     result = helm("template", "screening", str(CHART), *values)
