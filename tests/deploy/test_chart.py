@@ -121,6 +121,19 @@ def test_one_worker_per_pod_locked_down_with_a_drain():
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_every_variable_the_pods_get_is_a_setting_of_the_service(tmp_path):
+    from service.config import ENV_PREFIX, Settings
+
+    container = by_kind(render(*KEYS), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    names = [e["name"] for e in container["env"]]
+    assert len(names) == len(set(names))  # none set twice (config cannot repeat the chart's own)
+    unknown = [n for n in names if n.removeprefix(ENV_PREFIX).lower() not in Settings.model_fields]
+    assert not unknown, unknown
+    (tmp_path / "api-keys").write_text("key-one\n")  # the Secret's file, which exists only in the pod
+    settings = Settings.from_env({**env_of(container), "CXR_API_KEYS_FILE": str(tmp_path / "api-keys")})
+    assert settings.workers == 1 and settings.drain_s == 2 and settings.max_queued_images == 16
+
+
 def test_probes_name_routes_the_service_serves():
     from service.config import Settings
     from service.http.app import create_app
