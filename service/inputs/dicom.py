@@ -39,6 +39,7 @@ from service.inputs.errors import (
     NotChestXrayError,
     UnsupportedDicomError,
 )
+from service.inputs.frame_decoder import decode_first_frame
 from service.inputs.frame_headers import frame_size
 from service.inputs.shape import DEFAULT_MAX_PIXELS, check_shape
 
@@ -73,7 +74,7 @@ def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
         dataset = _parse(data, max_pixels * BYTES_PER_PIXEL_BUDGET)
         check_attributes(dataset, policy)
         rows, columns = _size(dataset, max_pixels, policy.check, cost)
-        return _pixels(dataset, min_side), columns, rows
+        return _pixels(dataset, min_side, data), columns, rows
 
 
 def _parse(data: bytes, max_inflated: int) -> pydicom.Dataset:
@@ -173,7 +174,7 @@ def _check_frame_header(dataset: pydicom.Dataset, rows: int, columns: int, max_p
     check_frame(first, cost)
 
 
-def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
+def reduce_stored(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
     """Block-average (rows, cols) stored values by 2, 4 or 8 while both sides stay >= min_side;
     rounded back to integers, since LUT tables are indexed by stored value."""
     factor = 1
@@ -192,12 +193,21 @@ def _reduce(pixels: np.ndarray, min_side: int | None) -> np.ndarray:
     return reduced
 
 
-def _pixels(dataset: pydicom.Dataset, min_side: int | None) -> Image.Image:
+def _is_compressed(dataset: pydicom.Dataset) -> bool:
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    return syntax is not None and UID(syntax).is_compressed
+
+
+def _pixels(dataset: pydicom.Dataset, min_side: int | None, data: bytes) -> Image.Image:
     photometric = (values_of(dataset, "PhotometricInterpretation") or ["MONOCHROME2"])[0]
+    compressed = _is_compressed(dataset)
     try:
-        if _int(dataset, "NumberOfFrames", 1) > 1:
-            dataset.pixel_array_options(index=0)  # decode the first frame only
-        pixels = dataset.pixel_array  # masked to BitsStored by pydicom: 12-in-16 stays 12-bit
+        if compressed:  # in a child process: the decoders hold the GIL (service.inputs.frame_decoder)
+            pixels = decode_first_frame(data, min_side, reduce=photometric.startswith("MONOCHROME"))
+        else:
+            if _int(dataset, "NumberOfFrames", 1) > 1:
+                dataset.pixel_array_options(index=0)  # decode the first frame only
+            pixels = dataset.pixel_array  # masked to BitsStored by pydicom: 12-in-16 stays 12-bit
         if photometric == "PALETTE COLOR":
             pixels = apply_color_lut(pixels, dataset)  # indices -> RGB; the indices mean nothing
         if pixels.ndim == 3 and pixels.shape[-1] == 3:  # colour (palette, secondary capture, YBR)
@@ -205,7 +215,8 @@ def _pixels(dataset: pydicom.Dataset, min_side: int | None) -> Image.Image:
             return Image.fromarray(np.ascontiguousarray(rgb), "RGB").convert("L")
         if pixels.ndim != 2:
             raise UnsupportedDicomError(f"DICOM pixel data has {pixels.ndim} dimensions; one grayscale frame is needed")
-        pixels = _reduce(pixels, min_side)
+        if not compressed:  # the child reduced them already
+            pixels = reduce_stored(pixels, min_side)
         values = apply_modality_lut(pixels, dataset)  # stored values -> e.g. Hounsfield / OD
         values = apply_voi_lut(values, dataset)  # the window the sender chose, when any
         values = np.asarray(values, dtype=np.float32)

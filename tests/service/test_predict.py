@@ -193,7 +193,7 @@ def test_dicom_reduced_decoding_matches_full_resolution():
 @pytest.mark.parametrize("dtype", ["<u2", "<i2", "u1"])
 def test_dicom_box_reduction_is_the_same_for_every_stored_type(dtype):
     # 16-bit unsigned values take Pillow's in-place path, the others a float copy: same averages
-    from service.inputs.dicom import _reduce
+    from service.inputs.dicom import reduce_stored as _reduce
 
     high = {"<u2": 4096, "<i2": 2048, "u1": 256}[dtype]
     stored = np.random.default_rng(0).integers(0, high, size=(1200, 1304)).astype(dtype)

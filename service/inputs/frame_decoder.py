@@ -1,0 +1,90 @@
+"""Compressed DICOM pixel data decoded in a child process, one per worker process.
+
+The decoders hold the GIL while they run: a 6000 px JPEG 2000 frame (OpenJPEG, through
+pylibjpeg-openjpeg) stalled its worker process for 5.5 s (a thread sleeping 1 ms woke 5,475 ms
+later), its event loop and every other request with it; for a 3000 px frame, JPEG 2000 held the
+GIL 1,030 ms, JPEG-LS 386 ms, RLE 183 ms. In a child process a decode takes a core, not the
+worker. One child per worker: its compressed DICOMs are decoded one at a time there. The child
+is started on first use ('spawn': the worker has threads, which 'fork' would copy mid-state),
+and it can be killed: a decode that runs past CHILD_TIMEOUT_S, or a decoder that crashes on
+hostile data, ends the child (a new one is started for the next file) and the file is refused
+422, where a crash in the worker itself would have ended every request it held.
+
+The child parses the bytes itself and sends back the first frame's stored values, reduced as
+service.inputs.dicom reduces them when that is asked (so what comes back is small).
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import multiprocessing
+import threading
+import warnings
+from multiprocessing.pool import Pool
+
+import numpy as np
+
+from service.inputs.errors import ImageDecodeError
+
+CHILD_TIMEOUT_S = 30.0  # above the request deadline: by then the request was answered 503 anyway
+
+_lock = threading.Lock()
+_pool: Pool | None = None
+
+
+def _get_pool() -> Pool:
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = multiprocessing.get_context("spawn").Pool(1)
+            atexit.register(_pool.terminate)  # before the interpreter tears its modules down
+        return _pool
+
+
+def _kill_pool(pool: Pool) -> None:
+    global _pool
+    with _lock:
+        if _pool is pool:
+            _pool = None
+    pool.terminate()
+
+
+def warm_up() -> None:
+    """Start the child and load its decoders now (a few seconds), not on the first DICOM."""
+    _get_pool().apply(_load_decoders)
+
+
+def _load_decoders() -> None:
+    import openjpeg  # noqa: F401 - imported for its start-up cost
+    import pydicom.pixels  # noqa: F401
+
+
+def decode_first_frame(data: bytes, min_side: int | None, reduce: bool) -> np.ndarray:
+    """The first frame's stored values (reduced towards `min_side` when `reduce`), decoded in
+    the child. Raises ImageDecodeError when the child fails, crashes or runs past CHILD_TIMEOUT_S;
+    a decoder's own exception comes back as itself."""
+    pool = _get_pool()
+    pending = pool.apply_async(_decode_in_child, (data, min_side, reduce))
+    try:
+        pixels: np.ndarray = pending.get(CHILD_TIMEOUT_S)
+    except multiprocessing.TimeoutError:
+        _kill_pool(pool)  # a crashed child never answers either: both end here
+        raise ImageDecodeError(f"cannot decode DICOM pixel data (the decoder ran past {CHILD_TIMEOUT_S:g} s "
+                               "or crashed)") from None
+    return pixels
+
+
+def _decode_in_child(data: bytes, min_side: int | None, reduce: bool) -> np.ndarray:
+    import pydicom
+
+    from service.inputs.dicom import reduce_stored
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # they can quote element values; the parent decides
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        if frames > 1:
+            dataset.pixel_array_options(index=0)
+        pixels: np.ndarray = dataset.pixel_array
+    return reduce_stored(pixels, min_side) if reduce else pixels
