@@ -25,9 +25,11 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.http.errors import error_body, headers_of, status_of
+from service.inference.runners import LIGHT_BYTES
 
 SMALL_UPLOAD_BYTES = 4 * 1024 * 1024  # a chest X-ray JPEG is 0.1-3 MB
 SMALL_RESERVE_BYTES = 64 * 1024 * 1024  # held by small uploads only, beyond the budget
+MULTIPART_ROOM = 4096  # a multipart body's boundaries and part headers around the file
 GRACE_S = 10.0  # a connection's first seconds (TCP slow start, a client still reading its file)
 
 
@@ -79,11 +81,12 @@ class UploadLimitsMiddleware:
             await self.app(scope, receive, send)
             return
         scoring = getattr(scope["app"].state, "scoring", None) if "app" in scope else None
-        if scoring is not None and scoring.full:
+        declared = _content_length(scope)
+        light = declared is not None and declared <= LIGHT_BYTES + MULTIPART_ROOM
+        if scoring is not None and not scoring.takes(1, light):
             await _refuse(scope, send, "overloaded", f"this worker is scoring {scoring.queued_images} images, "
                           f"its limit is {scoring.max_queued_images} (CXR_MAX_QUEUED_IMAGES); retry shortly")
             return
-        declared = _content_length(scope)
         if declared and not self.budget.take(declared):
             await _refuse(scope, send, "overloaded", self._budget_message())
             return

@@ -17,6 +17,15 @@ only add switching and memory. Both do the same work on each upload (service.inf
 decode, predict, the image check, heatmaps) and hand memory back after each request; they differ
 only in where and with whom the model runs. What surrounds a runner (admission, the deadline,
 metrics) is the same for both and lives in service.inference.scoring.
+
+The light lane (DirectRunner): one more thread, for single uploads of at most LIGHT_BYTES
+while every worker thread is busy. 32 clients looping the heaviest uploads allowed (6000 px,
+every format, heatmaps) kept the worker threads and the admission count full, and a clinician's
+single X-ray waited seconds behind them or was refused 503. On the lane it waits behind at most
+LIGHT_LANE_QUEUE other light requests, and gets its share of the cores from the scheduler
+instead of a place at the back of the queue. A small file can still decode to a large image
+(a flat 6000 px PNG): what that costs is bounded per file before decoding, and the lane's
+queue bounds how many wait.
 """
 
 from __future__ import annotations
@@ -39,6 +48,14 @@ from service.process.threads import WorkerThreads
 
 log = logging.getLogger(__name__)
 
+LIGHT_BYTES = 2 * 1024 * 1024  # a chest X-ray JPEG is 0.1-3 MB; the light lane takes up to this
+LIGHT_LANE_QUEUE = 4  # light requests queued or running on the lane at once
+
+
+def is_light(files: list[bytes]) -> bool:
+    return len(files) == 1 and len(files[0]) <= LIGHT_BYTES
+
+
 # a request's pixels waiting for a batch: (pixels, with the CAM, where its predictions go)
 _Waiting = tuple[np.ndarray, bool, "asyncio.Future[list[Prediction]]"]
 
@@ -46,6 +63,10 @@ _Waiting = tuple[np.ndarray, bool, "asyncio.Future[list[Prediction]]"]
 class Runner(Protocol):
     classifier: Classifier
     threads: int  # uploads decoded at once
+
+    def light_room(self) -> bool:
+        """Whether a light request (is_light) may come in beyond the worker's limits."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -70,17 +91,24 @@ class DirectRunner:
         self._memory = MemoryWatermark()
         self._workers = WorkerThreads(threads, "cxr-score")
         self._helper = WorkerThreads(1, "cxr-help") if peers is not None else None
+        self._light = WorkerThreads(1, "cxr-light")
+        self._heavy = 0  # requests that are not light, queued or running on the worker threads
         self._in_flight = 0  # requests in this process between arrival and answer
 
     async def start(self) -> None:
         self._workers.start()
+        self._light.start()
         if self._helper is not None:
             self._helper.start()
 
     async def stop(self) -> None:
         self._workers.stop()
+        self._light.stop()
         if self._helper is not None:
             self._helper.stop()
+
+    def light_room(self) -> bool:
+        return self._light.pending < LIGHT_LANE_QUEUE
 
     def _others_idle(self) -> bool:
         return self.peers is None or self.peers.others_idle()
@@ -93,7 +121,14 @@ class DirectRunner:
             threads = self._workers
             if self._helper is not None and self._helper.pending < threads.pending and self._others_idle():
                 threads = self._helper
-            return await threads.run(self._score_here, files, heatmap, stop)
+            elif is_light(files) and self._heavy >= self.threads and self.light_room():
+                threads = self._light  # heavy work holds every worker thread: not behind it
+            heavy = threads is not self._light and not is_light(files)
+            self._heavy += heavy
+            try:
+                return await threads.run(self._score_here, files, heatmap, stop)
+            finally:
+                self._heavy -= heavy
         finally:
             self._in_flight -= 1
             if self.peers is not None:
@@ -125,6 +160,9 @@ class BatchingRunner:
         self._workers = WorkerThreads(threads, "cxr-decode")
         self._inference = WorkerThreads(1, "cxr-infer")  # one batch at a time, in its own thread
         self._memory = MemoryWatermark()
+
+    def light_room(self) -> bool:
+        return False  # on a GPU the batch is the fast lane
 
     async def start(self) -> None:
         self._workers.start()

@@ -25,7 +25,7 @@ from typing import Any
 from service.inference.classifier import Classifier
 from service.inference.errors import ClientGoneError, DeadlineExceededError, OverloadedError
 from service.inference.pipeline import Outcome, Scored
-from service.inference.runners import Runner
+from service.inference.runners import Runner, is_light
 from service.inputs.errors import NotChestXrayError
 from service.metrics import ServiceMetrics
 
@@ -47,12 +47,20 @@ class ScoringService:
         with work whose request was already answered."""
         return self.queued_images >= self.max_queued_images or self.overdue >= self.runner.threads
 
+    def takes(self, count: int, light: bool) -> bool:
+        """Whether a request of `count` images is admitted now. Within the images limit, a light
+        one (a single small upload) is taken even while every thread finishes overdue work: the
+        runner's light lane scores it beside that work (service.inference.runners)."""
+        if self.queued_images + count > self.max_queued_images:
+            return False
+        return self.overdue < self.runner.threads or (light and self.runner.light_room())
+
     async def score(self, files: list[bytes], heatmap: bool,
                     disconnected: Callable[[], Awaitable[None]]) -> list[Outcome]:
         """Each file's result or error, in order. Raises OverloadedError (refused at once),
         DeadlineExceededError (past the deadline the answer stops waiting, and the work stops
         before its next file) and ClientGoneError (`disconnected` returned first: likewise)."""
-        if self.full or self.queued_images + len(files) > self.max_queued_images:
+        if not self.takes(len(files), is_light(files)):
             raise OverloadedError(
                 f"this worker is scoring {self.queued_images} images, its limit is "
                 f"{self.max_queued_images} (CXR_MAX_QUEUED_IMAGES), and {self.overdue} of its "

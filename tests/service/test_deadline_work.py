@@ -80,7 +80,7 @@ def test_a_batch_past_its_deadline_stops_before_its_next_file(bundled_model, hea
         # its images still count, and its only thread is busy with it: refused, and not ready
         assert scoring.queued_images == FILES and scoring.overdue == 1
         assert client.get("/health/ready").status_code == 503
-        assert_error(client.post("/predict", content=normal_jpeg.read_bytes()), 503, "overloaded")
+        assert_error(client.post("/predict", content=heavy_png), 503, "overloaded")  # (a small one: the light lane)
         stopped_after = _wait_until(lambda: scoring.queued_images == 0, 60)
         # the file being decoded at the deadline is finished, no other: not FILES x one_file
         assert stopped_after < 2 * one_file + 0.5, (stopped_after, one_file)

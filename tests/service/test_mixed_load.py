@@ -1,6 +1,7 @@
 """The bounded mixed load test (benchmarks/mixed_load.py) at concurrency 32 against the real
 service with two workers: good, bad, slow and vanishing clients, scan bombs (refused 422) and a
-trickling upload (cut off 408), every request answered, no 5xx, memory flat; and again with SIGTERM half way, every accepted request answered."""
+trickling upload (cut off 408), every request answered, no 5xx, memory flat; and again with
+SIGTERM half way, every accepted request answered."""
 
 from __future__ import annotations
 
