@@ -90,7 +90,7 @@ class Settings(BaseModel):
     allowed_hosts: list[str] | None = None
     allowed_origins: list[str] = Field(default_factory=list)  # browser origins besides the service's own
     # throttles (service/http/throttle.py): wrong keys per client address, requests per key; 0 = off
-    auth_failures_per_minute: int = Field(20, ge=0, description="wrong API keys per address a minute before 429")
+    auth_failures_per_minute: int = Field(20, ge=0, description="wrong API keys per address a minute before too_many_failed_keys")
     rate_limit_per_key: float = Field(0.0, ge=0, description="requests per API key a minute (0: no limit)")
     api_keys_file: Path | None = None
     # listening beyond loopback without keys is refused unless this says it is meant
@@ -98,7 +98,7 @@ class Settings(BaseModel):
     metrics_enabled: bool = True
     log_level: str = "INFO"
     graceful_shutdown_s: float = Field(30.0, ge=0)
-    # after SIGTERM: /health/ready answers 503 this long while requests are still accepted and
+    # after SIGTERM: /health/ready reports not ready this long while requests are still accepted and
     # answered, then the listener closes (service/process/drain.py)
     drain_s: float = Field(5.0, ge=0, description="seconds of drain after SIGTERM before the listener closes")
     # per connection (see service/http/protocol.py)

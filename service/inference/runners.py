@@ -21,7 +21,7 @@ metrics) is the same for both and lives in service.inference.scoring.
 The light lane (DirectRunner): one more thread, for single uploads of at most LIGHT_BYTES
 while every worker thread is busy. 32 clients looping the heaviest uploads allowed (6000 px,
 every format, heatmaps) kept the worker threads and the admission count full, and a clinician's
-single X-ray waited seconds behind them or was refused 503. On the lane it waits behind at most
+single X-ray waited seconds behind them or was refused (overloaded). On the lane it waits behind at most
 LIGHT_LANE_QUEUE other light requests, and gets its share of the cores from the scheduler
 instead of a place at the back of the queue. A small file can still decode to a large image
 (a flat 6000 px PNG): what that costs is bounded per file before decoding, and the lane's

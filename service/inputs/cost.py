@@ -16,7 +16,7 @@ PNG needs no such check: Adam7 interlacing makes seven passes over the same pixe
 factor), PNG palettes are 8-bit at most, and Pillow caps its text chunks. DICOM palettes are
 bounded by the pixel budget too (16-bit LUTs hold at most 65,536 entries).
 
-Every refusal is an ImageTooCostlyError (an ImageTooLargeError: answered 422 image_too_large)
+Every refusal is an ImageTooCostlyError (an ImageTooLargeError: answered as image_too_large)
 naming the setting.
 """
 

@@ -8,7 +8,7 @@ worker. One child per worker: its compressed DICOMs are decoded one at a time th
 is started on first use ('spawn': the worker has threads, which 'fork' would copy mid-state),
 and it can be killed: a decode that runs past CHILD_TIMEOUT_S, or a decoder that crashes on
 hostile data, ends the child (a new one is started for the next file) and the file is refused
-422, where a crash in the worker itself would have ended every request it held.
+(undecodable_image), where a crash in the worker itself would have ended every request it held.
 
 The child parses the bytes itself and sends back the first frame's stored values, reduced as
 service.inputs.dicom reduces them when that is asked (so what comes back is small).
@@ -27,7 +27,7 @@ import numpy as np
 
 from service.inputs.errors import ImageDecodeError
 
-CHILD_TIMEOUT_S = 30.0  # above the request deadline: by then the request was answered 503 anyway
+CHILD_TIMEOUT_S = 30.0  # above the request deadline: by then the request was answered (deadline_exceeded) anyway
 
 _lock = threading.Lock()
 _pool: Pool | None = None

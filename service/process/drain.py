@@ -3,9 +3,9 @@
 A load balancer or a Kubernetes Service takes some seconds to stop sending new requests to an
 instance that is stopping (kubernetes#64510: endpoints are removed while the pod is already
 stopping). An instance that closed its listener at once would refuse those requests: measured
-with docker compose and HAProxy, 3 of 160 answers were 503 when scaling 4 -> 2 under load.
+with docker compose and HAProxy, 3 of 160 requests were refused when scaling 4 -> 2 under load.
 
-So on the first SIGTERM or SIGINT /health/ready turns 503 at once (health-checking balancers
+So on the first SIGTERM or SIGINT /health/ready reports not ready at once (health-checking balancers
 take the instance out) while requests are still accepted and answered for CXR_DRAIN_S seconds;
 then uvicorn's graceful shutdown runs as before (the listener closes, requests in progress get
 CXR_GRACEFUL_SHUTDOWN_S). A second signal skips what is left of the drain.
@@ -35,7 +35,7 @@ class DrainingServer(uvicorn.Server):
         # runs in the main thread, between two steps of the event loop: nothing here waits
         if self._drain is None and not self.should_exit and self.drain_s > 0:
             self.on_drain()
-            log.info("draining: /health/ready answers 503 for %g s while requests are still served "
+            log.info("draining: /health/ready reports not ready for %g s while requests are still served "
                      "(CXR_DRAIN_S)", self.drain_s)
             # then as uvicorn's own handler: it records the signal and sets should_exit, which
             # the server's main loop checks every 0.1 s
