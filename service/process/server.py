@@ -97,7 +97,7 @@ def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
 
 def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
     """uvicorn's server, with the drain on SIGTERM (service.process.drain): /health/ready says
-    503 (app.state.draining) for CXR_DRAIN_S before the listener closes."""
+    not ready (app.state.draining) for CXR_DRAIN_S before the listener closes."""
     return DrainingServer(uvicorn_config(settings, app), settings.drain_s,
                           on_drain=lambda: setattr(app.state, "draining", True))
 

@@ -165,5 +165,15 @@ def test_the_readme_error_table_is_the_services():
     assert stated == {code: (answer.status, answer.retry_after_s) for code, answer in ANSWERS.items()}
 
 
+def test_no_module_outside_the_http_edge_names_a_status():
+    # statuses are decided in service/http/errors.py; inside, code and prose name error codes
+    statuses = "|".join(str(status) for status in sorted({answer.status for answer in ANSWERS.values()}))
+    pattern = re.compile(rf"(?<![\w.,])({statuses})(?!\w|,\d)")  # not 1,500 or 5.03
+    found = [f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
+             for path in sorted((REPO_ROOT / "service").rglob("*.py")) if "http" not in path.parts
+             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "\n".join(found)
+
+
 def test_every_domain_error_has_an_answer():
     assert {code for _, code in DOMAIN_CODES} <= set(ANSWERS)
