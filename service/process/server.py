@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 import shutil
@@ -74,7 +75,9 @@ def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
     app uses it when the plan has one worker; several workers each load their own copy (an
     onnxruntime session cannot cross processes), so this one is released first."""
     if plan.workers == 1:
-        _server(settings, create_app(settings, classifier, plan=plan)).run()
+        app = create_app(settings, classifier, plan=plan)
+        _freeze_imports()
+        _server(settings, app).run()
         return 0
     del classifier
     own_dir = MULTIPROCESS_DIR not in os.environ
@@ -129,6 +132,15 @@ def claim_port(host: str, port: int) -> socket.socket:
     return holder
 
 
+def _freeze_imports() -> None:
+    """The objects made so far (modules, classes, functions: some 90,000, all alive for good)
+    are left out of the garbage collector's full passes (gc.freeze), which otherwise walk them
+    all: measured at concurrency 16, 10.13 -> 9.67 ms of CPU per image (4 alternating pairs);
+    one full pass had taken 133 ms, about once per 1,600 requests."""
+    gc.collect()
+    gc.freeze()
+
+
 def _die_with_parent(parent: int) -> None:
     """Linux: this process gets SIGTERM (uvicorn's graceful shutdown) when its supervisor dies,
     even by SIGKILL, instead of serving on as an orphan."""
@@ -151,6 +163,7 @@ def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_fl
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         raise SystemExit(1) from None
     app = create_app(settings, peers=PeerLoad(load_counts, slot), plan=plan)
+    _freeze_imports()
     app.state.on_ready = lambda: ready_flags.__setitem__(slot, 1)
     _server(settings, app).run(sockets=[sock])
 
