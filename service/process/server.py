@@ -34,7 +34,7 @@ from service.inference.classifier import Classifier
 from service.metrics import MULTIPROCESS_DIR, mark_dead
 from service.process.drain import DrainingServer
 from service.process.logs import configure_logging
-from service.process.memory import keep_freed_memory
+from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
 from service.process.plan import ServingPlan
 
@@ -80,6 +80,7 @@ def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
         _server(settings, app).run()
         return 0
     del classifier
+    release_freed_memory()  # the model's, which glibc would otherwise keep (see service.process.memory)
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers are new interpreters: they find the directory in the environment
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="cxr-metrics-")
