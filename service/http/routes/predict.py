@@ -143,9 +143,12 @@ def _check_heatmap(scoring: ScoringService, heatmap: bool) -> None:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=SINGLE_BODY)
-async def predict(request: Request, scoring: ScoringDep, heatmap: bool = HeatmapQuery) -> Response:
+async def predict(request: Request, heatmap: bool = HeatmapQuery) -> Response:
     """Score one X-ray (the raw body as image/jpeg, image/png or application/dicom, or multipart field `file`)."""
     started = time.perf_counter()
+    # from the app's state rather than through ScoringDep: FastAPI solving one more dependency
+    # per request cost 50-110 us of the event loop's ~750 (measured in-process, 3 alternating pairs)
+    scoring: ScoringService = request.app.state.scoring
     _check_heatmap(scoring, heatmap)
     data = await _read_single_file(request)
     (result,) = await scoring.score([data], heatmap, until_disconnected(request))
