@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-import pydicom
-from pydicom.multival import MultiValue
-from pydicom.uid import UID
+if TYPE_CHECKING:  # pydicom (with its codecs, 43 MB) loads with the first DICOM read, not with the rules
+    import pydicom
+
 
 # SOP classes of projection radiographs: CR, DX for presentation, DX for processing
 RADIOGRAPH_SOP_CLASSES = frozenset({
@@ -44,6 +44,8 @@ class Refusal(NamedTuple):
 
 def values_of(dataset: pydicom.Dataset, keyword: str) -> list[str]:
     """Every value of a (possibly multi-valued) string element, upper-cased; [] when absent."""
+    from pydicom.multival import MultiValue  # loaded already: `dataset` came from pydicom
+
     try:
         value = dataset.get(keyword)
     except Exception:  # a malformed element is as good as absent for these rules
@@ -71,6 +73,8 @@ class ChestRules:
                                f"{', '.join(sorted(self.modalities))}")
         sop_class = values_of(dataset, "SOPClassUID")
         if sop_class and sop_class[0] not in self.sop_classes:
+            from pydicom.uid import UID
+
             uid = UID(sop_class[0])
             name = uid.name if uid.is_valid else "an unknown SOP class"
             return Refusal("SOPClassUID", f"DICOM SOPClassUID is {name}; only CR and DX image storage are taken")

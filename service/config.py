@@ -17,7 +17,7 @@ from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules
 from cxr_common.model_metadata import MODEL_FILE
 from service.inputs.chest_check import DEFAULT_MODE, InputCheck
 from service.inputs.cost import DEFAULT_MAX_JPEG_SCANS, CostLimits
-from service.inputs.dicom import DicomPolicy
+from service.inputs.dicom_policy import DicomPolicy
 from service.inputs.limits import Limits
 from service.inputs.shape import DEFAULT_MAX_PIXELS
 

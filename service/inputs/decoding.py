@@ -16,7 +16,7 @@ from PIL import Image
 from cxr_common.preprocessing import open_image, oriented_grayscale, squash
 from service.inference.heatmap import preview
 from service.inputs.cost import CostLimits, check_jpeg
-from service.inputs.dicom import DicomPolicy, is_dicom, read_dicom
+from service.inputs.dicom_policy import DicomPolicy, is_dicom
 from service.inputs.errors import (
     EmptyUploadError,
     ImageDecodeError,
@@ -51,6 +51,9 @@ def sniff_format(data: bytes) -> str | None:
 def _decode(data: bytes, kind: str, size: int, max_pixels: int, policy: DicomPolicy,
             with_preview: bool, cost: CostLimits) -> DecodedImage:
     if kind == "dicom":
+        # pydicom and its codecs load with a worker's first DICOM (service.inputs.dicom_policy)
+        from service.inputs.dicom import read_dicom
+
         image, width, height = read_dicom(data, max_pixels, min_side=size, policy=policy, cost=cost)
         gray = oriented_grayscale(image, size)
     else:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import warnings
 import zlib
-from dataclasses import dataclass
 
 import numpy as np
 import pydicom
@@ -31,8 +30,10 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut  # type: ignore[attr-defined]
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
 
-from cxr_common.dicom_rules import DEFAULT_RULES, ChestRules, values_of
+from cxr_common.dicom_rules import values_of
 from service.inputs.cost import CostLimits, check_frame
+from service.inputs.dicom_policy import DicomPolicy as DicomPolicy  # re-exported: callers import both from here
+from service.inputs.dicom_policy import is_dicom as is_dicom
 from service.inputs.errors import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -44,20 +45,6 @@ from service.inputs.frame_headers import frame_size
 from service.inputs.shape import DEFAULT_MAX_PIXELS, check_shape
 
 BYTES_PER_PIXEL_BUDGET = 8  # inflated deflate data allowed per pixel allowed (16-bit RGB + room)
-
-
-@dataclass(frozen=True)
-class DicomPolicy:
-    """Which DICOMs are taken as frontal chest radiographs (`rules`, from the CXR_DICOM_*
-    settings); `check=False` takes any attributes and shape (to measure the image check alone)."""
-
-    rules: ChestRules = DEFAULT_RULES
-    check: bool = True
-
-
-def is_dicom(data: bytes) -> bool:
-    """Part 10 files carry 'DICM' after a 128-byte preamble."""
-    return len(data) >= 132 and data[128:132] == b"DICM"
 
 
 def read_dicom(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int | None = None,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from service.inputs.chest_check import DEFAULT_MODE, InputCheck
 from service.inputs.cost import CostLimits
-from service.inputs.dicom import DicomPolicy
+from service.inputs.dicom_policy import DicomPolicy
 from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 
