@@ -10,7 +10,10 @@ Measures on the same images (the 16 official val JPEGs at full resolution and a 
           min(M, P) with --device cuda, where inference runs on the GPU
   naive = the same model served with one session.run per request after a full-resolution decode
 then the service itself at concurrency 1, 4, 16 and 64, and prints the ratios
-service / naive and service / bound.
+service / naive and service / bound. Last, --cpu-rounds alternating rounds of CPU time per image
+(benchmarks.cpu_cost): decoding alone and the model alone (one thread each), then the service's
+whole process tree at c=16 as a user calls it (logs, metrics and the image check on); their
+ratio is the service's efficiency, which other load on the machine barely moves.
 
 This machine's speed drifts by several percent within a minute (measured: P from 527 to 556 and
 M from 747 to 815 images/s in 40 s), enough to move a ratio of measurements taken minutes apart
@@ -40,6 +43,8 @@ from pathlib import Path
 import httpx
 import onnxruntime as ort
 
+from benchmarks.cpu_cost import CpuRound, cpu_round
+from benchmarks.cpu_cost import summary as cpu_summary
 from benchmarks.loadgen import LoadResult, build_requests, run_load
 from cxr_common.hardware import available_cores
 from cxr_common.model_metadata import INPUT_NAME, MODEL_FILE
@@ -189,6 +194,23 @@ def row(name: str, result: LoadResult) -> str:
             f"{result.percentile_ms(99):7.1f} ms  errors {result.errors}")
 
 
+def cpu_per_image(args: argparse.Namespace, bodies, size: int) -> list[CpuRound]:
+    """`--cpu-rounds` rounds of benchmarks.cpu_cost: the service started afresh with its logs on
+    (INFO: one JSON line per request), as a user runs it."""
+    if args.cpu_rounds < 1:
+        return []
+    service = Server("service", args.model, {"CXR_DEVICE": args.device, "CXR_LOG_LEVEL": "INFO"})
+    rounds = []
+    try:
+        for i in range(args.cpu_rounds):
+            rounds.append(cpu_round(service.process.pid, HOST, service.port, bodies, args.model, size, MAX_PIXELS,
+                                    16, min(args.seconds, 10.0)))
+            print(rounds[-1].line(f"cpu round {i + 1}"), flush=True)
+    finally:
+        service.stop()
+    return rounds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -198,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", type=float, default=0.0, help="extra seconds at c=16, memory sampled")
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds of P, M and the service at c=16")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=os.environ.get("CXR_DEVICE", "cpu"))
+    parser.add_argument("--cpu-rounds", type=int, default=3,
+                        help="alternating rounds of CPU time per image: decode and model alone, then the service")
     parser.add_argument("--by-format", action="store_true",
                         help="also paired rounds with the JPEGs only and with the DICOM only")
     args = parser.parse_args(argv)
@@ -249,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak {args.soak:.0f} s at c=16: RSS {rss[0]:.0f} MB -> {rss[-1]:.0f} MB "
               f"(max {max(rss):.0f} MB, samples {len(rss)}), errors {soak_errors}")
     service.stop()
+    cpu_rounds = cpu_per_image(args, bodies, size)
 
     c16 = results[16].throughput
     errors = sum(r.errors for r in results.values()) + paired_errors
@@ -260,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, subset_ratios in by_format.items():
         print(f"  {name + ':':<31} {statistics.median(subset_ratios):.2f}x   (paired median, over their own bound)")
     print(f"p50 at c=1 / one image:           {results[1].percentile_ms(50) / single:.2f}x   (target <= 1.25)")
+    errors += sum(r.errors for r in cpu_rounds)
+    if cpu_rounds:
+        print(cpu_summary(cpu_rounds))
     print(f"errors at any concurrency:        {errors}")
     return 0
 
