@@ -130,10 +130,11 @@ def random_text(images: tf.Tensor, probability: float) -> tf.Tensor:
     if not probability:
         return images
     batch, size = tf.shape(images)[0], tf.shape(images)[1]
+    side = tf.cast(size, tf.float32)
     out = images
-    for _ in range(3):
-        height = tf.random.uniform([], 6, 18, dtype=tf.int32)
-        width = tf.random.uniform([], 20, 90, dtype=tf.int32)
+    for _ in range(3):  # blocks 2-6 % of the side high, 7-30 % wide (6-18 by 20-90 px at 300 px)
+        height = tf.cast(side * tf.random.uniform([], 0.02, 0.06), tf.int32) + 1
+        width = tf.cast(side * tf.random.uniform([], 0.07, 0.30), tf.int32) + 1
         glyphs = tf.cast(tf.random.uniform([batch, 3, 12, 1]) < 0.45, tf.float32)
         block = tf.image.resize(glyphs, tf.stack([height, width]), method="nearest")
         top = tf.random.uniform([], 0, size - height, dtype=tf.int32)
