@@ -29,26 +29,39 @@ def test_what_is_light():
     assert not is_light([b"x", b"y"])  # a batch is never light
 
 
+def _heavy_batch(heavy_png: bytes, count: int) -> list:
+    return [("files", (f"{i}.png", heavy_png, "image/png")) for i in range(count)]
+
+
+SETTINGS = {"decode_threads": 1, "max_upload_mb": 200, "max_inflight_upload_mb": 1024}
+
+
 def test_a_small_request_is_answered_beside_heavy_work(bundled_model, heavy_png, normal_jpeg):
-    with make_client(bundled_model, decode_threads=1, max_upload_mb=100) as client:
+    with make_client(bundled_model, **SETTINGS, request_deadline_s=120) as client:
+        scoring = client.app.state.scoring
         heavy: dict = {}
-        worker = threading.Thread(target=lambda: heavy.update(response=client.post("/predict", content=heavy_png)))
+        worker = threading.Thread(target=lambda: heavy.update(
+            response=client.post("/predict/batch", files=_heavy_batch(heavy_png, 3))))
         worker.start()
-        time.sleep(0.3)  # the heavy upload is in and holds the only worker thread
+        deadline = time.monotonic() + 30
+        while scoring.queued_images < 3 and time.monotonic() < deadline:  # the batch holds the only thread
+            time.sleep(0.005)
         small = client.post("/predict", content=normal_jpeg.read_bytes(), headers={"Content-Type": "image/jpeg"})
         still_heavy = worker.is_alive()
         worker.join()
         assert small.status_code == 200, small.text
-        assert still_heavy  # answered while the heavy upload was still being decoded
+        assert still_heavy  # answered while the heavy batch (3 x ~2 s of decoding) was still running
         assert heavy["response"].status_code == 200
 
 
 def test_a_small_request_is_admitted_while_every_thread_finishes_overdue_work(bundled_model, heavy_png,
                                                                               normal_jpeg):
-    settings = {"decode_threads": 1, "max_upload_mb": 100, "request_deadline_s": 1.0}  # the heavy decode takes ~2 s
-    with make_client(bundled_model, **settings) as client:
+    # 3 s: a small request takes well under it even on a loaded machine, four 6000 px 16-bit
+    # PNGs (~2 s of decoding each) well over it
+    with make_client(bundled_model, **SETTINGS, request_deadline_s=3.0) as client:
         scoring = client.app.state.scoring
-        assert client.post("/predict", content=heavy_png).json()["error"]["code"] == "deadline_exceeded"
+        overdue = client.post("/predict/batch", files=_heavy_batch(heavy_png, 4))
+        assert overdue.json()["error"]["code"] == "deadline_exceeded"
         assert scoring.full and scoring.overdue == 1  # its thread is still decoding it
         assert client.get("/health/ready").status_code == 503
         refused = client.post("/predict", content=heavy_png)
