@@ -2,10 +2,21 @@
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
+# PEM text of extra CA certificates, for networks whose TLS-intercepting proxy pip must trust
+ARG EXTRA_CA_CERTS=""
+
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# as in the service's Dockerfile: one file per certificate, as update-ca-certificates expects
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" | awk '/-----BEGIN CERTIFICATE-----/ {n++} n {print > ("/usr/local/share/ca-certificates/extra-" n ".crt")}' \
+        && update-ca-certificates >/dev/null 2>&1; \
+    fi
+# pip trusts the system store (with any extra certificates) instead of its own bundle
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
