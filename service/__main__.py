@@ -16,10 +16,8 @@ from pydantic import ValidationError
 
 from cxr_common.hardware import available_cores
 from service.config import Settings
-from service.http.app import load_classifier
-from service.inference.classifier import ModelLoadError
 from service.process.plan import make_plan
-from service.process.server import configure_process, serve
+from service.process.server import check_model, configure_process, serve
 
 log = logging.getLogger("service")
 
@@ -40,13 +38,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_process(settings)
-    try:
-        # load before binding the port, so a bad model stops start-up with a clear message
+    # the model is loaded before the port is bound, so that a bad model stops start-up with a
+    # clear message: here when this process serves alone, else in a child process (the
+    # supervisor of several workers never holds onnxruntime or the model)
+    classifier = None
+    if settings.workers == 1:
+        from service.http.app import load_classifier
+        from service.inference.classifier import ModelLoadError
+
+        try:
+            classifier = load_classifier(settings)
+        except ModelLoadError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        provider = classifier.provider
+    else:
+        checked, error = check_model(settings)
+        if checked is None:
+            log.error("cannot start: %s", error)
+            return 1
+        provider = checked
+    plan = make_plan(settings, provider, available_cores())
+    if plan.workers == 1 and classifier is None:  # CUDA: one process, this one
+        from service.http.app import load_classifier
+
         classifier = load_classifier(settings)
-    except ModelLoadError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    plan = make_plan(settings, classifier.provider, available_cores())
     log.info("serving plan", extra={"plan": plan.__dict__})
     return serve(settings, plan, classifier)
 

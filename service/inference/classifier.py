@@ -25,11 +25,11 @@ from cxr_common.model_metadata import (
 from cxr_common.preprocessing import PREPROCESSING_VERSION, to_model_input
 from cxr_common.reference_check import ReferenceCheck
 from service.config import Device
+from service.inference.providers import CPU as CPU  # re-exported: callers import both from here
+from service.inference.providers import CUDA as CUDA
 
 log = logging.getLogger(__name__)
 
-CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 
 
 class ModelLoadError(RuntimeError):

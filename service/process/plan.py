@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from service.config import Settings
-from service.inference.classifier import CUDA
+from service.inference.providers import CUDA
 
 
 @dataclass(frozen=True)

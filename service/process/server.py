@@ -22,21 +22,23 @@ import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-
-import uvicorn
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
 
 from cxr_common.hardware import SPAWN
 from service.config import Settings
-from service.http.app import create_app
-from service.http.protocol import protocol_class
-from service.inference.classifier import Classifier
 from service.metrics import MULTIPROCESS_DIR, mark_dead
-from service.process.drain import DrainingServer
 from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
 from service.process.plan import ServingPlan
+
+# The supervisor imports none of these (uvicorn, FastAPI, the app, onnxruntime, numpy): they
+# load in the processes that serve. Measured: the supervisor 103 -> ~50 MB RSS.
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from service.inference.classifier import Classifier
 
 log = logging.getLogger("service")
 
@@ -69,18 +71,20 @@ def configure_process(settings: Settings) -> None:
             log.warning("cannot set the SCHED_BATCH policy (%s); keeping the default", exc)
 
 
-def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
-    """Serve until SIGTERM/SIGINT; returns the exit status. `classifier` is already loaded (a bad
-    model stopped start-up before the port was bound), with the thread counts of one process: the
-    app uses it when the plan has one worker; several workers each load their own copy (an
-    onnxruntime session cannot cross processes), so this one is released first."""
+def serve(settings: Settings, plan: ServingPlan, classifier: Classifier | None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the exit status. With one worker, `classifier` is the
+    model already loaded here (a bad model stopped start-up before the port was bound); with
+    several, each worker loads its own copy (an onnxruntime session cannot cross processes) and
+    this process, the supervisor, holds none (see check_model)."""
     if plan.workers == 1:
+        from service.http.app import create_app
+
         app = create_app(settings, classifier, plan=plan)
         _freeze_imports()
         _server(settings, app).run()
         return 0
     del classifier
-    release_freed_memory()  # the model's, which glibc would otherwise keep (see service.process.memory)
+    release_freed_memory()
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers are new interpreters: they find the directory in the environment
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="cxr-metrics-")
@@ -91,7 +95,31 @@ def serve(settings: Settings, plan: ServingPlan, classifier: Classifier) -> int:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
 
 
+def check_model(settings: Settings) -> tuple[str | None, str | None]:
+    """Load and check the model as a worker will, in a child process, so that the supervisor
+    never holds onnxruntime or the model: (the execution provider that runs it, None), or
+    (None, why it cannot be served)."""
+    with SPAWN.Pool(1) as pool:
+        result: tuple[str | None, str | None] = pool.apply(_check_model_here, (settings,))
+    return result
+
+
+def _check_model_here(settings: Settings) -> tuple[str | None, str | None]:
+    configure_logging(settings.log_level)
+    from service.http.app import load_classifier
+    from service.inference.classifier import ModelLoadError
+
+    try:
+        return load_classifier(settings).provider, None
+    except ModelLoadError as exc:
+        return None, str(exc)
+
+
 def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
+    import uvicorn
+
+    from service.http.protocol import protocol_class
+
     return uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None,  # keep our JSON logs
         # uvicorn annotates both as int; it passes them to asyncio, which takes any seconds
@@ -102,6 +130,8 @@ def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
 def _server(settings: Settings, app: FastAPI) -> uvicorn.Server:
     """uvicorn's server, with the drain on SIGTERM (service.process.drain): /health/ready says
     not ready (app.state.draining) for CXR_DRAIN_S before the listener closes."""
+    from service.process.drain import DrainingServer
+
     return DrainingServer(uvicorn_config(settings, app), settings.drain_s,
                           on_drain=lambda: setattr(app.state, "draining", True))
 
@@ -136,8 +166,9 @@ def claim_port(host: str, port: int) -> socket.socket:
 def _freeze_imports() -> None:
     """The objects made so far (modules, classes, functions: some 90,000, all alive for good)
     are left out of the garbage collector's full passes (gc.freeze), which otherwise walk them
-    all: measured at concurrency 16, 10.13 -> 9.67 ms of CPU per image (4 alternating pairs);
-    one full pass had taken 133 ms, about once per 1,600 requests."""
+    all: one full pass took 133 ms, about once per 1,600 requests at concurrency 16. Its effect
+    on CPU per image is below what this machine resolves (-4.6% in one A/B run, +3.2% in the
+    next: docs/performance.md); the pauses are gone."""
     gc.collect()
     gc.freeze()
 
@@ -163,6 +194,8 @@ def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_fl
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc)
         raise SystemExit(1) from None
+    from service.http.app import create_app
+
     app = create_app(settings, peers=PeerLoad(load_counts, slot), plan=plan)
     _freeze_imports()
     app.state.on_ready = lambda: ready_flags.__setitem__(slot, 1)
