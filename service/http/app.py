@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,7 +23,6 @@ from service.http.web_headers import WebHeadersMiddleware
 from service.inference.classifier import CPU, Classifier
 from service.inference.runners import BatchingRunner, DirectRunner, Runner
 from service.inference.scoring import ScoringService
-from service.inputs import frame_decoder
 from service.inputs.limits import Limits
 from service.metrics import ServiceMetrics
 from service.process.peers import PeerLoad
@@ -71,7 +69,6 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loaded = classifier or load_classifier(settings, plan)
         loaded.warm_up()
-        await asyncio.to_thread(frame_decoder.warm_up)  # the child that decodes compressed DICOMs
         app.state.classifier = loaded
         resolved = plan or single_process_plan(settings, loaded.provider, available_cores())
         limits = settings.limits()
