@@ -47,12 +47,14 @@ compose() {
     else
         command -v docker-compose >/dev/null || {
             log "installing docker-compose"
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null) \
+                || skip "no docker compose, and installing docker-compose failed"; }
         docker-compose "$@"
     fi
 }
 
 ensure_engine
+compose version >/dev/null  # installs docker-compose where missing, here rather than into the build log
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! docker pull -q "$BASE_IMAGE" >/dev/null 2>&1; then
     log "cannot pull $BASE_IMAGE; building a local stand-in"
     bash docker/build_base_standin.sh "$BASE_IMAGE"
