@@ -2,7 +2,7 @@
 
 Pipeline (the published experiment's, plus what real uploads need):
   bytes/path -> decode (JPEG at a reduced DCT scale when large) -> EXIF orientation
-  -> 8-bit grayscale -> squash to IMAGE_SIZE x IMAGE_SIZE (no crop) -> uint8 pixels
+  -> 8-bit grayscale -> uniform borders removed -> squash to IMAGE_SIZE x IMAGE_SIZE -> uint8 pixels
   -> float32 in 0..1 with a channel axis, i.e. (N, IMAGE_SIZE, IMAGE_SIZE, 1).
 Training caches the uint8 pixels; serving feeds them straight to the model.
 """
@@ -18,7 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Bump whenever any step below changes: cached arrays and exported models carry it, and the
 # service refuses a model whose preprocessing version differs from its own.
-PREPROCESSING_VERSION = "1"
+# 2: uniform borders and letterboxes removed before the squash (version 1 squashed everything).
+PREPROCESSING_VERSION = "2"
 IMAGE_SIZE = 300  # the published experiment's square input
 
 # Bilinear in Pillow is area-aware when shrinking (its support widens with the scale), so a
@@ -77,18 +78,57 @@ def _to_grayscale_8bit(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+# A border line (row or column) spans at most this many grey levels: a black or white frame or
+# letterbox bar stays within a few levels even after JPEG compression, while any line through
+# a radiograph's anatomy or its detector noise spans far more.
+BORDER_LINE_RANGE = 12
+# At most this share of each dimension is removed in all; an image that is nearly all border is
+# left alone (it is the image check's to refuse, not ours to blow up).
+BORDER_MAX_SHARE = 0.5
+
+
+def _border_lines(line_min: np.ndarray, line_max: np.ndarray) -> int:
+    """How many lines from the start form one uniform border (one grey level, within BORDER_LINE_RANGE)."""
+    uniform = (line_max - line_min) <= BORDER_LINE_RANGE
+    if not uniform[0]:
+        return 0
+    level_low, level_high = np.minimum.accumulate(line_min), np.maximum.accumulate(line_max)
+    same_level = (level_high - level_low) <= BORDER_LINE_RANGE  # the border does not drift in colour
+    stops = np.flatnonzero(~(uniform & same_level))
+    return int(stops[0]) if len(stops) else len(uniform)
+
+
+def remove_uniform_border(gray: Image.Image) -> Image.Image:
+    """An 'L' image without the uniform frame or letterbox bars around it (black, white or any
+    single grey), so that what surrounds the chest does not decide the label (a 5 % black frame
+    turned 7 of 17 pneumonias normal in model v2). Unchanged when there is none."""
+    values = np.asarray(gray)
+    height, width = values.shape
+    rows_min, rows_max = values.min(axis=1), values.max(axis=1)
+    cols_min, cols_max = values.min(axis=0), values.max(axis=0)
+    top, bottom = _border_lines(rows_min, rows_max), _border_lines(rows_min[::-1], rows_max[::-1])
+    left, right = _border_lines(cols_min, cols_max), _border_lines(cols_min[::-1], cols_max[::-1])
+    if top + bottom == 0 and left + right == 0:
+        return gray
+    if top + bottom > BORDER_MAX_SHARE * height or left + right > BORDER_MAX_SHARE * width:
+        return gray
+    return gray.crop((left, top, width - right, height - bottom))
+
+
 def oriented_grayscale(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """A decoded (or lazily opened) image -> 8-bit grayscale, upright (EXIF), at its own aspect:
-    the image as the model sees it before squashing (and what a heatmap is drawn over)."""
+    """A decoded (or lazily opened) image -> 8-bit grayscale, upright (EXIF), uniform borders
+    removed, at its own aspect: the image as the model sees it before squashing (and what a
+    heatmap is drawn over)."""
     try:
         if image.format == "JPEG":
             # Decode at 1/2, 1/4 or 1/8 scale when the result is still >= size on both sides:
             # several times faster for full-resolution radiographs, same result after resizing.
             image.draft("L", (size, size))
         image = ImageOps.exif_transpose(image)
-        return _to_grayscale_8bit(image)  # convert() decodes, so corrupt data raises here
+        gray = _to_grayscale_8bit(image)  # convert() decodes, so corrupt data raises here
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
         raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+    return remove_uniform_border(gray)
 
 
 def squash(gray: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:

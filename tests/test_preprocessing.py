@@ -14,6 +14,8 @@ from cxr_common.preprocessing import (
     ImageTooLargeError,
     UnsupportedImageError,
     load_pixels,
+    remove_uniform_border,
+    squash,
     to_model_input,
 )
 
@@ -87,3 +89,47 @@ def test_errors_are_typed(normal_jpeg):
         load_pixels(normal_jpeg.read_bytes()[:5000])  # truncated
     with pytest.raises(ImageTooLargeError):
         load_pixels(normal_jpeg, max_pixels=1000)
+
+
+def _framed(xray: Image.Image, share: float, value: int) -> Image.Image:
+    width, height = xray.size
+    pad_x, pad_y = round(width * share), round(height * share)
+    canvas = Image.new("L", (width + 2 * pad_x, height + 2 * pad_y), value)
+    canvas.paste(xray, (pad_x, pad_y))
+    return canvas
+
+
+def _letterboxed(xray: Image.Image, wide: float, tall: float) -> Image.Image:
+    width, height = xray.size
+    canvas = Image.new("L", (round(width * wide), round(height * tall)), 0)
+    canvas.paste(xray, ((canvas.width - width) // 2, (canvas.height - height) // 2))
+    return canvas
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda x: _framed(x, 0.05, 0), id="5% black frame"),
+    pytest.param(lambda x: _framed(x, 0.05, 255), id="5% white frame"),
+    pytest.param(lambda x: _framed(x, 0.10, 128), id="10% grey frame"),
+    pytest.param(lambda x: _letterboxed(x, 1.8, 1.0), id="letterbox 1.8x wide"),
+    pytest.param(lambda x: _letterboxed(x, 1.0, 1.2), id="letterbox 1.2x tall"),
+])
+def test_uniform_borders_do_not_reach_the_model(xray, reference, make):
+    bordered = make(xray)
+    pixels = load_pixels(_encode(bordered, "JPEG", quality=90))
+    # close to the X-ray alone (JPEG and resampling leave a few grey levels), far from what
+    # version 1 gave: the whole picture squashed, bars included
+    assert np.abs(pixels.astype(int) - reference).mean() < 3
+    assert np.abs(squash(bordered).astype(int) - reference).mean() > 8
+
+
+def test_images_without_a_border_are_untouched():
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray(rng.integers(0, 256, (120, 90), dtype=np.uint8))
+    assert remove_uniform_border(noisy) is noisy
+
+
+def test_an_image_that_is_mostly_border_is_left_alone():
+    mostly_black = np.zeros((100, 100), dtype=np.uint8)
+    mostly_black[45:55, 45:55] = np.random.default_rng(1).integers(0, 256, (10, 10))
+    image = Image.fromarray(mostly_black)
+    assert remove_uniform_border(image) is image
