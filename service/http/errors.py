@@ -5,6 +5,7 @@ protocol's {"error": message} with the same code and request id beside it; never
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from service.inference.errors import ClientGoneError, DeadlineExceededError, OverloadedError, ShuttingDownError
 from service.inputs.errors import (
@@ -138,6 +140,26 @@ def error_body(code: str, message: str, request_id: str | None, path: str = "") 
         # the protocol's clients (tritonclient) read "error" as the message
         return {"error": message, "code": code, "request_id": request_id}
     return {"error": {"code": code, "message": message}, "request_id": request_id}
+
+
+async def send_error(send: Send, code: str, message: str, request_id: str | None, path: str = "",
+                     close: bool = False) -> None:
+    """An error answer sent below the app, straight to the ASGI server (a middleware refusing a
+    request); `close` adds `Connection: close`, for a request whose body may be half read."""
+    encoded = json.dumps(error_body(code, message, request_id, path)).encode()
+    extra = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode()),
+               *([(b"connection", b"close")] if close else []), *extra]
+    await send({"type": "http.response.start", "status": status_of(code), "headers": headers})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+async def refuse(scope: Scope, send: Send, code: str, message: str) -> None:
+    """A middleware's answer before (or instead of) the app's, recorded for the access log. The
+    body is left unread: the protocol then ends the connection (service/http/protocol.py)."""
+    state = scope.setdefault("state", {})
+    state["error_code"] = code
+    await send_error(send, code, message, state.get("request_id"))
 
 
 def error_response(status: int, code: str, message: str, request_id: str | None,

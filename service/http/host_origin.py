@@ -16,13 +16,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.http.errors import error_body, headers_of, status_of
+from service.http.errors import refuse
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANY_HOST_PATHS = ("/health/",)
@@ -67,22 +66,12 @@ class HostOriginMiddleware:
             return
         host = self._header(scope, b"host")
         if not self._host_allowed(host) and not scope["path"].startswith(ANY_HOST_PATHS):
-            await _refuse(scope, send, "host_not_allowed",
+            await refuse(scope, send, "host_not_allowed",
                           "this service does not answer to that Host name; add it to CXR_ALLOWED_HOSTS")
             return
         origin = self._header(scope, b"origin")
         if origin is not None and scope["method"] not in SAFE_METHODS and not self._origin_allowed(origin, host):
-            await _refuse(scope, send, "origin_not_allowed",
+            await refuse(scope, send, "origin_not_allowed",
                           "cross-origin requests are not accepted; add the origin to CXR_ALLOWED_ORIGINS")
             return
         await self.app(scope, receive, send)
-
-
-async def _refuse(scope: Scope, send: Send, code: str, message: str) -> None:
-    state = scope.setdefault("state", {})
-    state["error_code"] = code
-    body = json.dumps(error_body(code, message, state.get("request_id"))).encode()
-    extra = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
-    await send({"type": "http.response.start", "status": status_of(code), "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})

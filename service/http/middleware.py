@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -12,7 +11,7 @@ import uuid
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.errors import INTERNAL_MESSAGE, error_body, headers_of, status_of
+from service.http.errors import INTERNAL_MESSAGE, send_error, status_of
 from service.http.protocol import ANSWERED_HERE
 from service.inference.errors import ClientGoneError
 from service.metrics import ServiceMetrics
@@ -77,8 +76,8 @@ class RequestContextMiddleware:
             # this is the request's outermost frame, and uvicorn would log it as an error.
             scope["state"]["error_code"] = "shutting_down"
             if not response_started:
-                await _send_error(send_with_id, "shutting_down",
-                                  "the service is shutting down; retry on another instance", request_id, scope["path"])
+                await send_error(send_with_id, "shutting_down", "the service is shutting down; retry on another instance",
+                                 request_id, scope["path"], close=True)
         except Exception:
             # A bug, not the client's doing: logged with the id, and still answered in the
             # contract (JSON, request id in body and header). `Connection: close`, since the
@@ -86,7 +85,7 @@ class RequestContextMiddleware:
             log.exception("unexpected error", extra={"request_id": request_id})
             scope["state"]["error_code"] = "internal_error"
             if not response_started:
-                await _send_error(send_with_id, "internal_error", INTERNAL_MESSAGE, request_id, scope["path"])
+                await send_error(send_with_id, "internal_error", INTERNAL_MESSAGE, request_id, scope["path"], close=True)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
@@ -103,17 +102,6 @@ class RequestContextMiddleware:
             )
 
 
-async def _send_error(send: Send, code: str, message: str, request_id: str | None, path: str) -> None:
-    """An error answer sent from here, below the app, with `Connection: close` (the request's
-    body may be half read); in the shape of the protocol `path` belongs to."""
-    encoded = json.dumps(error_body(code, message, request_id, path)).encode()
-    headers = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
-    await send({
-        "type": "http.response.start", "status": status_of(code),
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode()),
-                    (b"connection", b"close"), *headers],
-    })
-    await send({"type": "http.response.body", "body": encoded})
 
 
 class BodyTooLarge(Exception):
@@ -169,7 +157,7 @@ class BodySizeLimitMiddleware:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         scope.setdefault("state", {})["error_code"] = "payload_too_large"
-        await _send_error(
+        await send_error(
             send, "payload_too_large",
             f"the upload is larger than the {self.max_bytes / 1024 / 1024:g} MB allowed (CXR_MAX_UPLOAD_MB)",
-            scope.get("state", {}).get("request_id"), scope["path"])
+            scope.get("state", {}).get("request_id"), scope["path"], close=True)

@@ -20,11 +20,10 @@ While the body streams in (besides the idle timeout between two reads, service/h
 from __future__ import annotations
 
 import asyncio
-import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.errors import error_body, headers_of, status_of
+from service.http.errors import refuse
 from service.inference.runners import LIGHT_BYTES
 
 SMALL_UPLOAD_BYTES = 4 * 1024 * 1024  # a chest X-ray JPEG is 0.1-3 MB
@@ -84,11 +83,11 @@ class UploadLimitsMiddleware:
         declared = _content_length(scope)
         light = declared is not None and declared <= LIGHT_BYTES + MULTIPART_ROOM
         if scoring is not None and not scoring.takes(1, light):
-            await _refuse(scope, send, "overloaded", f"this worker is scoring {scoring.queued_images} images, "
+            await refuse(scope, send, "overloaded", f"this worker is scoring {scoring.queued_images} images, "
                           f"its limit is {scoring.max_queued_images} (CXR_MAX_QUEUED_IMAGES); retry shortly")
             return
         if declared and not self.budget.take(declared):
-            await _refuse(scope, send, "overloaded", self._budget_message())
+            await refuse(scope, send, "overloaded", self._budget_message())
             return
         held = [declared or 0]  # this request's bytes of the budget, given back with its answer
         try:
@@ -142,26 +141,14 @@ class UploadLimitsMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except UploadRefused as exc:
             if not response_started:
-                await _refuse(scope, send, exc.code, exc.message)
+                await refuse(scope, send, exc.code, exc.message)
         except Exception:
             if not refused:
                 raise
             if not response_started:
-                await _refuse(scope, send, "request_timeout", "the upload was cut off")
+                await refuse(scope, send, "request_timeout", "the upload was cut off")
 
     def _slow_message(self, received: int, elapsed: float) -> str:
         return (f"the upload was too slow: {received} bytes in {elapsed:.0f} s; an upload must arrive within "
                 f"{self.timeout_s:g} s (CXR_UPLOAD_TIMEOUT_S), at {self.min_rate / 1024:g} KB/s at least "
                 "(CXR_MIN_UPLOAD_RATE_KBPS)")
-
-
-async def _refuse(scope: Scope, send: Send, code: str, message: str) -> None:
-    """An answer before (or instead of) the app's. The body is left unread: the protocol then
-    ends the connection (service/http/protocol.py)."""
-    state = scope.setdefault("state", {})
-    state["error_code"] = code
-    body = json.dumps(error_body(code, message, state.get("request_id"))).encode()
-    extra = [(name.lower().encode(), value.encode()) for name, value in headers_of(code).items()]
-    await send({"type": "http.response.start", "status": status_of(code), "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
-    await send({"type": "http.response.body", "body": body})
