@@ -39,3 +39,13 @@ def assert_error(response, status: int, code: str) -> dict:
     assert body["error"]["message"]
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+@pytest.fixture(scope="module")
+def heavy_png(val_images) -> bytes:
+    """A real X-ray as a 6000 px 16-bit PNG: the costliest decode the limits allow."""
+    with Image.open(val_images[1]) as image:
+        big = image.convert("L").resize((6000, 6000)).convert("I;16")
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()

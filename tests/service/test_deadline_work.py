@@ -6,26 +6,13 @@ built here: real X-rays as 6000 px 16-bit PNGs (the costliest decode the limits 
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
-
-import pytest
-from PIL import Image
 
 from service.process.threads import WorkerThreads
 from tests.service.conftest import assert_error, make_client
 
 FILES = 6
-
-
-@pytest.fixture(scope="module")
-def heavy_png(val_images) -> bytes:
-    with Image.open(val_images[1]) as image:
-        big = image.convert("L").resize((6000, 6000)).convert("I;16")
-    buffer = io.BytesIO()
-    big.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def test_a_running_job_stays_pending_after_its_caller_gave_up():

@@ -4,24 +4,11 @@ a real X-ray as a 6000 px 16-bit PNG (the costliest decode the limits allow), bu
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 
-import pytest
-from PIL import Image
-
 from service.inference.runners import LIGHT_BYTES, is_light
 from tests.service.conftest import make_client
-
-
-@pytest.fixture(scope="module")
-def heavy_png(val_images) -> bytes:
-    with Image.open(val_images[1]) as image:
-        big = image.convert("L").resize((6000, 6000)).convert("I;16")
-    buffer = io.BytesIO()
-    big.save(buffer, "PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def test_what_is_light():
