@@ -29,14 +29,16 @@ from model_export.evaluate import predict_onnx
 log = logging.getLogger(__name__)
 
 
-def _framed(image: Image.Image, share: float, value: int) -> Image.Image:
+def framed(image: Image.Image, share: float, value: int) -> Image.Image:
+    """A uniform frame of `share` of the size on every side, grey level `value`."""
     pad_x, pad_y = round(image.width * share), round(image.height * share)
     canvas = Image.new("L", (image.width + 2 * pad_x, image.height + 2 * pad_y), value)
     canvas.paste(image, (pad_x, pad_y))
     return canvas
 
 
-def _letterboxed(image: Image.Image, wide: float, tall: float) -> Image.Image:
+def letterboxed(image: Image.Image, wide: float, tall: float) -> Image.Image:
+    """Centred on a black canvas `wide` x `tall` times its size."""
     canvas = Image.new("L", (round(image.width * wide), round(image.height * tall)), 0)
     canvas.paste(image, ((canvas.width - image.width) // 2, (canvas.height - image.height) // 2))
     return canvas
@@ -54,10 +56,10 @@ def _with_text(image: Image.Image) -> Image.Image:
 
 
 VARIANTS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "5% black frame": lambda image: _framed(image, 0.05, 0),
-    "5% white frame": lambda image: _framed(image, 0.05, 255),
-    "letterbox 1.8x wide": lambda image: _letterboxed(image, 1.8, 1.0),
-    "letterbox 1.2x tall": lambda image: _letterboxed(image, 1.0, 1.2),
+    "5% black frame": lambda image: framed(image, 0.05, 0),
+    "5% white frame": lambda image: framed(image, 0.05, 255),
+    "letterbox 1.8x wide": lambda image: letterboxed(image, 1.8, 1.0),
+    "letterbox 1.2x tall": lambda image: letterboxed(image, 1.0, 1.2),
     "burned-in text": _with_text,
 }
 

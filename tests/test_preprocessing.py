@@ -18,6 +18,7 @@ from cxr_common.preprocessing import (
     squash,
     to_model_input,
 )
+from model_export.borders import framed, letterboxed
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:
@@ -91,27 +92,12 @@ def test_errors_are_typed(normal_jpeg):
         load_pixels(normal_jpeg, max_pixels=1000)
 
 
-def _framed(xray: Image.Image, share: float, value: int) -> Image.Image:
-    width, height = xray.size
-    pad_x, pad_y = round(width * share), round(height * share)
-    canvas = Image.new("L", (width + 2 * pad_x, height + 2 * pad_y), value)
-    canvas.paste(xray, (pad_x, pad_y))
-    return canvas
-
-
-def _letterboxed(xray: Image.Image, wide: float, tall: float) -> Image.Image:
-    width, height = xray.size
-    canvas = Image.new("L", (round(width * wide), round(height * tall)), 0)
-    canvas.paste(xray, ((canvas.width - width) // 2, (canvas.height - height) // 2))
-    return canvas
-
-
 @pytest.mark.parametrize("make", [
-    pytest.param(lambda x: _framed(x, 0.05, 0), id="5% black frame"),
-    pytest.param(lambda x: _framed(x, 0.05, 255), id="5% white frame"),
-    pytest.param(lambda x: _framed(x, 0.10, 128), id="10% grey frame"),
-    pytest.param(lambda x: _letterboxed(x, 1.8, 1.0), id="letterbox 1.8x wide"),
-    pytest.param(lambda x: _letterboxed(x, 1.0, 1.2), id="letterbox 1.2x tall"),
+    pytest.param(lambda x: framed(x, 0.05, 0), id="5% black frame"),
+    pytest.param(lambda x: framed(x, 0.05, 255), id="5% white frame"),
+    pytest.param(lambda x: framed(x, 0.10, 128), id="10% grey frame"),
+    pytest.param(lambda x: letterboxed(x, 1.8, 1.0), id="letterbox 1.8x wide"),
+    pytest.param(lambda x: letterboxed(x, 1.0, 1.2), id="letterbox 1.2x tall"),
 ])
 def test_uniform_borders_do_not_reach_the_model(xray, reference, make):
     bordered = make(xray)
