@@ -73,6 +73,13 @@ class ReferenceCheck:
             largest = max(largest, float(np.max(difference)) if np.all(np.isfinite(got)) else float("inf"))
         return largest
 
+    def subset(self, indices: list[int]) -> ReferenceCheck:
+        """The same check on some of its images (a slow, emulated CPU runs only a few)."""
+        per_image = {name: np.asarray(values).reshape(len(self.images), -1) for name, values in self.outputs.items()}
+        return ReferenceCheck([self.images[i] for i in indices],
+                              {name: values[indices].ravel().tolist() for name, values in per_image.items()},
+                              self.tolerance)
+
     def largest_difference_on(self, session: ort.InferenceSession) -> float:
         """Runs the reference inputs through an onnxruntime session and compares."""
         names = [o.name for o in session.get_outputs() if o.name in self.outputs]
