@@ -162,9 +162,12 @@ async def _vanish(port: int, body: bytes, tally: Tally, deadline: float) -> None
         except OSError:
             return
         request = _request("/predict", body, "image/jpeg")
-        writer.write(request[: len(request) // 2])
-        await writer.drain()
-        await asyncio.sleep(0.2)
+        try:
+            writer.write(request[: len(request) // 2])
+            await writer.drain()
+            await asyncio.sleep(0.2)
+        except ConnectionError:
+            pass  # a stopping server may close first; the client vanishes all the same
         writer.transport.abort()  # a reset, as a dropped link looks
         tally.statuses[("vanishing", "gone")] += 1
         await asyncio.sleep(0.3)
