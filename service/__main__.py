@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (CXR_PORT, default 8000)")
     parser.add_argument("--model", type=Path, help="ONNX model (CXR_MODEL_PATH, default the bundled model)")
     parser.add_argument("--workers", type=int,
-                        help="server processes (CXR_WORKERS; default one per core on the CPU, 1 with CUDA)")
+                        help="server processes (CXR_WORKERS; default 1, with a scoring thread per core)")
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_process(settings)
     # the model is loaded before the port is bound, so that a bad model stops start-up with a
-    # clear message: here when this process serves alone, else in a child process (the
-    # supervisor of several workers never holds onnxruntime or the model)
+    # clear message: here when this process serves alone (the default), else in a child process
+    # (the supervisor of several workers never holds onnxruntime or the model)
     classifier = None
-    if settings.workers == 1:
+    if settings.workers <= 1:
         from service.http.app import load_classifier
         from service.inference.classifier import ModelLoadError
 
@@ -59,10 +59,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         provider = checked
     plan = make_plan(settings, provider, available_cores())
-    if plan.workers == 1 and classifier is None:  # CUDA: one process, this one
-        from service.http.app import load_classifier
-
-        classifier = load_classifier(settings)
     log.info("serving plan", extra={"plan": plan.__dict__})
     return serve(settings, plan, classifier)
 

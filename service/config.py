@@ -68,7 +68,7 @@ class Settings(BaseModel):
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
     # 0 for these three = chosen for the machine (see service/process/plan.py and the README)
-    workers: int = Field(0, ge=0, description="server processes, each with its own copy of the model")
+    workers: int = Field(1, ge=0, description="server processes, each with its own copy of the model (0 as 1)")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per process")
     decode_threads: int = Field(0, ge=0, description="uploads decoded at once per process")
     # dynamic batching across concurrent requests; unset = on with CUDA, off on the CPU (see runners.py)

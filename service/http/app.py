@@ -43,8 +43,8 @@ bug (logged with the request id).
 
 
 def load_classifier(settings: Settings, plan: ServingPlan | None = None) -> Classifier:
-    """The model with `plan`'s thread counts (without a plan: those of one process on every core,
-    which do not depend on the provider)."""
+    """The model with `plan`'s thread counts (without a plan: those of one process on every core
+    of a CPU; on CUDA, onnxruntime's CPU threads matter little: the GPU runs the model)."""
     threads = plan or single_process_plan(settings, CPU, available_cores())
     return Classifier(settings.model_path, settings.device, threads.onnx_threads, threads.solo_threads)
 
