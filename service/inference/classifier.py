@@ -96,7 +96,7 @@ class Classifier:
         self.image_check = self._load_image_check()
         if self.image_check is not None:
             self.outputs.append(FEATURES_OUTPUT)
-        self._solo_session = (self._create_session(raw, Device.cpu, solo_threads)
+        self._solo_session = (self._create_session(raw, Device.cpu, solo_threads, spin=True)
                               if self.provider == CPU and solo_threads > intra_op_threads else None)
         self.reference = self._check_references()
 
@@ -136,12 +136,16 @@ class Classifier:
                 f"tolerance {check.tolerance:g}")
         return result
 
-    def _create_session(self, raw: bytes, device: Device, threads: int) -> ort.InferenceSession:
+    def _create_session(self, raw: bytes, device: Device, threads: int, spin: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        # ORT's threads spin after each run by default; here they would burn the cores that
-        # the decoding threads need (measured: +8% throughput at concurrency 16 without it)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # ORT's threads spin after each run by default; in the sessions that run under load they
+        # would burn the cores that the decoding threads need (measured: +8% throughput at
+        # concurrency 16 without it). The solo session runs only while the service is otherwise
+        # idle, and there spinning is what lets several threads share one run of a model of many
+        # small layers: model v3 at concurrency 1,
+        # 73-76 -> 91-95 images/s (round 4, docs/performance.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         # no arena: onnxruntime's CPU arena keeps the largest batch it ever ran (the reference
         # check's 8 images) for good; glibc, set to keep freed memory (service.process.memory),
         # reuses a run's buffers as fast. Measured with two workers: 72 MB less at rest, CPU per
