@@ -1,6 +1,6 @@
 """How long a small request waits behind the heaviest uploads the limits allow.
 
-    python -m benchmarks.fairness [--seconds 30] [--heavy 32] [--workers 2]
+    python -m benchmarks.fairness [--seconds 30] [--heavy 32] [--workers 1]
 
 `--heavy` clients loop the worst case of every format, at 6000 x 6000 with ?heatmap=true: a
 baseline JPEG, a progressive JPEG (10 scans), a 16-bit PNG and a JPEG 2000 DICOM, all built
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--heavy", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)  # the service's default
     args = parser.parse_args(argv)
     run(args.model, args.data, args.seconds, args.heavy, args.workers)
     return 0
