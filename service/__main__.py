@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port (CXR_PORT, default 8000)")
     parser.add_argument("--model", type=Path, help="ONNX model (CXR_MODEL_PATH, default the bundled model)")
     parser.add_argument("--workers", type=int,
-                        help="server processes (CXR_WORKERS; default 1, with a scoring thread per core)")
+                        help="worker processes under the supervisor (CXR_WORKERS; default 1, with a scoring thread per core)")
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -38,29 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_process(settings)
-    # the model is loaded before the port is bound, so that a bad model stops start-up with a
-    # clear message: here when this process serves alone (the default), else in a child process
-    # (the supervisor of several workers never holds onnxruntime or the model)
-    classifier = None
-    if settings.workers <= 1:
-        from service.http.app import load_classifier
-        from service.inference.classifier import ModelLoadError
-
-        try:
-            classifier = load_classifier(settings)
-        except ModelLoadError as exc:
-            log.error("cannot start: %s", exc)
-            return 1
-        provider = classifier.provider
-    else:
-        checked, error = check_model(settings)
-        if checked is None:
-            log.error("cannot start: %s", error)
-            return 1
-        provider = checked
+    # the model is checked before the port is bound, so that a bad model stops start-up with a
+    # clear message; in a child process, so that the supervisor never holds onnxruntime or the model
+    provider, error = check_model(settings)
+    if provider is None:
+        log.error("cannot start: %s", error)
+        return 1
     plan = make_plan(settings, provider, available_cores())
     log.info("serving plan", extra={"plan": plan.__dict__})
-    return serve(settings, plan, classifier)
+    return serve(settings, plan)
 
 
 if __name__ == "__main__":

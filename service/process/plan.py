@@ -1,14 +1,14 @@
 """How the service uses the machine: resolved once, at start-up, from the settings, the execution
 provider that really runs and the cores, then passed whole to every worker process.
 
-On the CPU: one process by default, with one scoring thread per core (each decodes a request and
-runs its model on a one-thread session) and a multi-threaded session for a request that is
-alone. Decoding and onnxruntime release the GIL, so the threads do not wait on one another: with
-model v3 (about 9 ms of model and 3 ms of decoding per image) one process served as many images
-per second as one process per core (131 against 134 at concurrency 16, 129-134 against 129-133 at
-64), with 2% less CPU per image and 138 MB at rest instead of 377 (no supervisor, one copy of the
-model and the libraries). Measured in docs/performance.md (2026-12-03, round 4). `CXR_WORKERS`
-still starts several processes under a supervisor. No batching on the CPU (it buys little, see
+On the CPU: one worker process by default (under the supervisor, service.process.server), with
+one scoring thread per core (each decodes a request and runs its model on a one-thread session)
+and a multi-threaded session for a request that is alone. Decoding and onnxruntime release the
+GIL, so the threads do not wait on one another: with model v3 (about 9 ms of model and 3 ms of
+decoding per image) one process served as many images per second as one process per core (131
+against 134 at concurrency 16, 122.6/126.1 against 124.5/125.2 at 64), with 2% less CPU per
+image and one copy of the model and libraries instead of two. Measured in docs/performance.md
+(2026-12-03, round 4). `CXR_WORKERS` starts more. No batching on the CPU (it buys little, see
 service/inference/runners.py). With CUDA: one process, whose batches keep the GPU busy.
 """
 

@@ -165,7 +165,8 @@ def _files_open_in(process, folder) -> list[str]:
                 target = os.readlink(fd)
             except OSError:
                 continue
-            if target.startswith(str(folder)):
+            # the metrics' per-process files live there too (service.metrics), never an upload
+            if target.startswith(str(folder)) and "/cxr-metrics-" not in target:
                 found.append(target)
     return found
 
