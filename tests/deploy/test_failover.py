@@ -10,7 +10,9 @@ The services run as the Helm chart runs them: one worker process, one core's thr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -127,9 +129,14 @@ class Cluster:
         argv = [sys.executable, "-m", "service", "--host", self.lab.addresses[i], "--port", str(PORT),
                 "--model", str(self.model)]
         with open(self.logs[name], "a") as log:  # the child keeps its own descriptor
+            # its own process group: the supervisor and its worker are one host, lost together
             self.processes[name] = subprocess.Popen(
                 self.lab.command(self.lab.hosts[i], ["env", *(f"{k}={v}" for k, v in self.env.items()), *argv]),
-                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+                cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def lose(self, name: str) -> None:
+        """SIGKILL to every process of the host: a node lost with the requests it held."""
+        os.killpg(self.processes[name].pid, signal.SIGKILL)
 
     def start_balancer(self, retries: str, inter: str) -> None:
         config = self.tmp_path / "haproxy.cfg"
@@ -149,10 +156,13 @@ class Cluster:
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def stop_all(self) -> None:
-        for process in self.processes.values():
+        for name, process in self.processes.items():
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+            if name != "haproxy":
+                with contextlib.suppress(ProcessLookupError):  # a worker left behind
+                    os.killpg(process.pid, signal.SIGKILL)
 
 
 @contextmanager
@@ -191,7 +201,7 @@ def test_every_request_is_answered_through_kill_restart_and_stop(bundled_model, 
         began = time.monotonic()
 
         at(began, KILL_AT)
-        processes["h1"].kill()  # SIGKILL: a host lost with the requests it held
+        hosts.lose("h1")
         marked_down_s = wait_state(stats, "h1", "DOWN", 5)
         processes["h1"].wait(5)
 
