@@ -4,8 +4,8 @@
 
 Starts the service as the Helm chart runs it (CXR_WORKERS=1, CXR_INTRA_OP_THREADS=1,
 CXR_DECODE_THREADS=2), sends the benchmark mix (the 16 val JPEGs at full resolution and a chest
-DICOM) at each concurrency, and reports the service process's CPU time per image (user + system,
-every thread, from /proc) and its peak resident memory; then its peak memory under the largest
+DICOM) at each concurrency, and reports the pod's CPU time per image (user + system, every thread
+of the supervisor and its worker, from /proc) and its peak resident memory; then its peak memory under the largest
 uploads the limits let through (a val X-ray enlarged to CXR_MAX_PIXELS as a PNG, and as a 16-bit
 DICOM just under CXR_MAX_UPLOAD_MB), which is what the pod's memory limit must hold.
 
@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.cpu_cost import tree_cpu_s, tree_pids
 from benchmarks.loadgen import build_requests, run_load
 from benchmarks.serve import DEFAULT_DATA, HOST, REPO_ROOT, Server, load_bodies
 from cxr_common.model_metadata import MODEL_FILE
@@ -32,20 +32,25 @@ from service.config import Settings
 
 # the environment the chart gives a pod with a CPU request of 1 (deploy/helm/cxr-pneumonia/values.yaml)
 POD_ENV = {"CXR_WORKERS": "1", "CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "2"}
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 CR_SIZE = (2500, 3000)  # width, height of a computed radiography plate (35 x 43 cm at 0.14 mm)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads, so far (proc(5): fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+    """User + system CPU time so far of the pod's processes: the supervisor and its worker."""
+    return sum(tree_cpu_s(pid).values())
 
 
 def memory_mb(pid: int, field: str) -> float:
-    """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) in MB."""
-    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith(field + ":"))
-    return int(line.split()[1]) / 1024
+    """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) in MB, added up over the pod's
+    processes (the peaks of the supervisor and its worker: an upper bound of the pod's peak)."""
+    total = 0
+    for process in tree_pids(pid):
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+        except OSError:  # ended meanwhile
+            continue
+        total += next((int(x.split()[1]) for x in lines if x.startswith(field + ":")), 0)
+    return total / 1024
 
 
 def chest_dicoms(data: Path, tmp: Path, size: tuple[int, int] = CR_SIZE) -> list[tuple[bytes, str]]:
