@@ -50,6 +50,20 @@ def tree_pids(root: int) -> list[int]:
     return pids
 
 
+def tree_memory_mb(root: int, field: str = "VmRSS") -> float:
+    """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) added up over `root` and every
+    process under it, in MB (peaks added: an upper bound of the tree's peak)."""
+    total = 0
+    for pid in tree_pids(root):
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:  # a process that just ended
+            continue
+        # a process that is ending (a zombie) has no Vm lines any more
+        total += next((int(line.split()[1]) for line in lines if line.startswith(field + ":")), 0)
+    return total / 1024
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU of a process, all its threads (proc(5) stat fields 14 and 15); 0 if gone."""
     try:

@@ -17,8 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from cxr_common.model_metadata import INPUT_NAME, OUTPUT_NAME
 from cxr_common.preprocessing import to_model_input
 from service.inputs.decoding import decode_upload
+from service.inputs.shape import DEFAULT_MAX_PIXELS
 
-MAX_PIXELS = 36_000_000
 session = ort.InferenceSession(os.environ.get("CXR_MODEL_PATH", "models/cxr-pneumonia.onnx"),
                                providers=["CPUExecutionProvider"])
 size = session.get_inputs()[0].shape[1]
@@ -26,7 +26,7 @@ app = FastAPI()
 
 
 def score(data: bytes) -> float:
-    pixels = decode_upload(data, size, MAX_PIXELS).pixels
+    pixels = decode_upload(data, size, DEFAULT_MAX_PIXELS).pixels
     return float(session.run([OUTPUT_NAME], {INPUT_NAME: to_model_input(pixels[None])})[0][0, 0])
 
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.cpu_cost import tree_cpu_s, tree_pids
+from benchmarks.cpu_cost import tree_cpu_s, tree_memory_mb
 from benchmarks.loadgen import build_requests, run_load
 from benchmarks.serve import DEFAULT_DATA, HOST, REPO_ROOT, Server, load_bodies
 from cxr_common.model_metadata import MODEL_FILE
@@ -38,19 +38,6 @@ CR_SIZE = (2500, 3000)  # width, height of a computed radiography plate (35 x 43
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time so far of the pod's processes: the supervisor and its worker."""
     return sum(tree_cpu_s(pid).values())
-
-
-def memory_mb(pid: int, field: str) -> float:
-    """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) in MB, added up over the pod's
-    processes (the peaks of the supervisor and its worker: an upper bound of the pod's peak)."""
-    total = 0
-    for process in tree_pids(pid):
-        try:
-            lines = Path(f"/proc/{process}/status").read_text().splitlines()
-        except OSError:  # ended meanwhile
-            continue
-        total += next((int(x.split()[1]) for x in lines if x.startswith(field + ":")), 0)
-    return total / 1024
 
 
 def chest_dicoms(data: Path, tmp: Path, size: tuple[int, int] = CR_SIZE) -> list[tuple[bytes, str]]:
@@ -113,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Server("service", args.model, extra_env=POD_ENV, command=pinned)
     try:
         pid = server.process.pid
-        print(f"ready: rss {memory_mb(pid, 'VmRSS'):.0f} MB", flush=True)
+        print(f"ready: rss {tree_memory_mb(pid, 'VmRSS'):.0f} MB", flush=True)
         requests = build_requests(HOST, server.port, bodies)
         run_load(HOST, server.port, requests, 1, 1.0)  # warm-up, discarded
         for concurrency in args.concurrency:
@@ -125,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"CPU {cpu:6.2f} s = {cpu / max(images, 1) * 1000:5.2f} ms/image "
                   f"(-> {images / cpu if cpu else float('nan'):6.1f} img/s per core)  "
                   f"p50 {result.percentile_ms(50):6.1f} ms  p95 {result.percentile_ms(95):6.1f} ms  "
-                  f"errors {result.errors}  rss {memory_mb(pid, 'VmRSS'):.0f} MB", flush=True)
-        print(f"peak rss (VmHWM) {memory_mb(pid, 'VmHWM'):.0f} MB", flush=True)
+                  f"errors {result.errors}  rss {tree_memory_mb(pid, 'VmRSS'):.0f} MB", flush=True)
+        print(f"peak rss (VmHWM) {tree_memory_mb(pid, 'VmHWM'):.0f} MB", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             large = largest_uploads(args.data, Path(tmp))
         for body in large if args.large_seconds > 0 else []:
@@ -135,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"largest {body[1]} ({len(body[0]) / 1e6:.1f} MB) at c={args.large_concurrency}: "
                   f"{len(result.latencies_s)} answered, "
                   f"p50 {result.percentile_ms(50):.0f} ms, errors {result.errors} {result.statuses}; "
-                  f"peak rss (VmHWM) {memory_mb(pid, 'VmHWM'):.0f} MB", flush=True)
+                  f"peak rss (VmHWM) {tree_memory_mb(pid, 'VmHWM'):.0f} MB", flush=True)
     finally:
         server.stop()
     return 0

@@ -43,7 +43,7 @@ from pathlib import Path
 import httpx
 import onnxruntime as ort
 
-from benchmarks.cpu_cost import CpuRound, cpu_round
+from benchmarks.cpu_cost import CpuRound, cpu_round, tree_memory_mb
 from benchmarks.cpu_cost import summary as cpu_summary
 from benchmarks.loadgen import LoadResult, build_requests, run_load
 from cxr_common.hardware import available_cores
@@ -164,17 +164,7 @@ class Server:
 
     def rss_mb(self) -> float:
         """Resident memory of the server and every process under it (its workers), in MB."""
-        total, pending = 0, [self.process.pid]
-        while pending:
-            pid = pending.pop()
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                pending += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-            except (FileNotFoundError, ProcessLookupError):  # a process that just ended
-                continue
-            # a process that is ending (a zombie) has no VmRSS line any more
-            total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-        return total / 1024
+        return tree_memory_mb(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()

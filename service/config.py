@@ -67,7 +67,8 @@ class Settings(BaseModel):
     port: int = Field(8000, ge=1, le=65535)
     model_path: Path = DEFAULT_MODEL_PATH
     device: Device = Device.auto
-    # 0 for these three = chosen for the machine (see service/process/plan.py and the README)
+    # 0 for the two thread counts = chosen for the machine (see service/process/plan.py and the
+    # README); workers 0, the old "one per core", is taken as 1 so that old settings still start
     workers: int = Field(1, ge=0, description="server processes, each with its own copy of the model (0 as 1)")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per process")
     decode_threads: int = Field(0, ge=0, description="uploads decoded at once per process")

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mult
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # the variable prometheus-client reads at import
+MULTIPROCESS_DIR_PREFIX = "cxr-metrics-"  # the per-process files' folder, made in $TMPDIR
 
 
 class ServiceMetrics:

@@ -143,8 +143,8 @@ class Classifier:
         # would burn the cores that the decoding threads need (measured: +8% throughput at
         # concurrency 16 without it). The solo session runs only while the service is otherwise
         # idle, and there spinning is what lets several threads share one run of a model of many
-        # small layers: model v3 at concurrency 1,
-        # 73-76 -> 91-95 images/s (round 4, docs/performance.md)
+        # small layers: model v3 at concurrency 1, 73-76 -> 91-95 images/s (round 4,
+        # docs/performance.md)
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         # no arena: onnxruntime's CPU arena keeps the largest batch it ever ran (the reference
         # check's 8 images) for good; glibc, set to keep freed memory (service.process.memory),

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from cxr_common.hardware import SPAWN
 from service.config import Settings
-from service.metrics import MULTIPROCESS_DIR, mark_dead
+from service.metrics import MULTIPROCESS_DIR, MULTIPROCESS_DIR_PREFIX, mark_dead
 from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
@@ -37,7 +37,6 @@ from service.process.plan import ServingPlan
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
-
 
 log = logging.getLogger("service")
 
@@ -73,13 +72,14 @@ def configure_process(settings: Settings) -> None:
 def serve(settings: Settings, plan: ServingPlan) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. Always through the supervisor, one
     worker included: a worker that dies (a decoder's crash, the OOM killer, kill -9) is replaced
-    without an orchestrator, for 50 MB (measured: 156 MB for one worker alone at rest, 218 MB with
-    its supervisor). Each worker loads its own copy of the model (an onnxruntime session cannot
-    cross processes); the supervisor holds none (see check_model)."""
+    without an orchestrator, for 63 MB (the supervisor 50, multiprocessing's resource tracker 12;
+    measured: 156 MB for one worker serving alone at rest, 219 MB with them). Each worker loads
+    its own copy of the model (an onnxruntime session cannot cross processes); the supervisor
+    holds none (see check_model)."""
     release_freed_memory()
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers are new interpreters: they find the directory in the environment
-        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="cxr-metrics-")
+        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix=MULTIPROCESS_DIR_PREFIX)
     try:
         return _supervise(settings, plan)
     finally:

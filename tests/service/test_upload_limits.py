@@ -16,6 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from service.metrics import MULTIPROCESS_DIR_PREFIX
 from tests.servers import running_service
 
 BUDGET_MB = 16
@@ -166,7 +167,7 @@ def _files_open_in(process, folder) -> list[str]:
             except OSError:
                 continue
             # the metrics' per-process files live there too (service.metrics), never an upload
-            if target.startswith(str(folder)) and "/cxr-metrics-" not in target:
+            if target.startswith(str(folder)) and f"/{MULTIPROCESS_DIR_PREFIX}" not in target:
                 found.append(target)
     return found
 
