@@ -4,11 +4,12 @@ a real X-ray as a 6000 px 16-bit PNG (the costliest decode the limits allow), bu
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
 from service.inference.runners import LIGHT_BYTES, is_light
-from tests.service.conftest import make_client
+from tests.service.conftest import deadline_half_way_through_a_file, make_client
 
 
 def test_what_is_light():
@@ -42,13 +43,15 @@ def test_a_small_request_is_answered_beside_heavy_work(bundled_model, heavy_png,
 
 
 def test_a_small_request_is_admitted_while_every_thread_finishes_overdue_work(bundled_model, heavy_png,
-                                                                              normal_jpeg):
-    # 3 s: a small request takes well under it even on a loaded machine, four 6000 px 16-bit
-    # PNGs (~2 s of decoding each) well over it
-    with make_client(bundled_model, **SETTINGS, request_deadline_s=3.0) as client:
+                                                                              heavy_decode_s, normal_jpeg):
+    # the deadline falls inside a file (its thread is still decoding when the 503 comes), with
+    # files to spare after it; a small request takes well under it even on a loaded machine
+    deadline = deadline_half_way_through_a_file(heavy_decode_s)
+    count = math.ceil(deadline / heavy_decode_s) + 3
+    with make_client(bundled_model, **SETTINGS, request_deadline_s=deadline) as client:
         scoring = client.app.state.scoring
-        overdue = client.post("/predict/batch", files=_heavy_batch(heavy_png, 4))
-        assert overdue.json()["error"]["code"] == "deadline_exceeded"
+        overdue = client.post("/predict/batch", files=_heavy_batch(heavy_png, count))
+        assert overdue.json()["error"]["code"] == "deadline_exceeded", (overdue.text, heavy_decode_s)
         assert scoring.full and scoring.overdue == 1  # its thread is still decoding it
         assert client.get("/health/ready").status_code == 503
         refused = client.post("/predict", content=heavy_png)
