@@ -79,7 +79,10 @@ def test_interrupted_run_resumes_and_scores_each_file_once(front_factory, val_im
     with front_factory(delay_s=0.25) as (url, front):  # slow enough to interrupt half-way
         command = [sys.executable, "-m", "cxr_client.cli", "predict", str(folder), "--url", url,
                    "--out", str(out), "--concurrency", "1"]
-        first = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+        # SIGINT as a foreground program in a terminal has it: a suite started in the background
+        # (`cmd &` in a script) runs with SIGINT ignored, which Python and its children inherit
+        first = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 30
         while (not out.exists() or len(_rows(out)) < 4) and time.monotonic() < deadline:
             time.sleep(0.05)
