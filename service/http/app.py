@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None, classifier: Classifier | None =
     app.state.key_rate = KeyRate(settings.rate_limit_per_key)
     app.state.ready = False
     install_error_handlers(app)
+    app.include_router(predict.lean_router)
     app.include_router(predict.router)
     app.include_router(health.router)
     app.include_router(model.router)

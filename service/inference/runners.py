@@ -14,7 +14,8 @@ are still being decoded (so a lone request never waits); each caller gets its ow
 
 Both decode at most `threads` uploads at once: decoding is CPU work, and more threads than that
 only add switching and memory. Both do the same work on each upload (service.inference.pipeline:
-decode, predict, the image check, heatmaps) and hand memory back after each request; they differ
+decode, predict, the image check, heatmaps) and hand memory back after large requests and once
+idle (service.process.memory); they differ
 only in where and with whom the model runs. What surrounds a runner (admission, the deadline,
 metrics) is the same for both and lives in service.inference.scoring.
 
@@ -77,6 +78,11 @@ class Runner(Protocol):
         Once `stop` is set, the work still to do for this request is skipped."""
         ...
 
+    async def release_idle_memory(self) -> bool:
+        """Hand back what the last burst of work left behind (MemoryWatermark.when_idle), off the
+        event loop; for a worker that has had nothing to do for a while."""
+        ...
+
 
 class DirectRunner:
     """Each request decoded and scored in one worker thread; no batching across requests.
@@ -109,6 +115,9 @@ class DirectRunner:
 
     def light_room(self) -> bool:
         return self._light.pending < LIGHT_LANE_QUEUE
+
+    async def release_idle_memory(self) -> bool:
+        return await self._light.run(self._memory.when_idle)
 
     def _others_idle(self) -> bool:
         return self.peers is None or self.peers.others_idle()
@@ -200,6 +209,9 @@ class BatchingRunner:
             return finish(decoded, predictions, self.classifier, self.limits, heatmap)
         finally:
             self._memory.after_request()
+
+    async def release_idle_memory(self) -> bool:
+        return await self._inference.run(self._memory.when_idle)
 
     async def _submit(self, pixels: np.ndarray, heatmap: bool) -> list[Prediction]:
         future: asyncio.Future[list[Prediction]] = asyncio.get_running_loop().create_future()

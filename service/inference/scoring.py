@@ -28,6 +28,7 @@ from service.inference.pipeline import Outcome, Scored
 from service.inference.runners import Runner, is_light
 from service.inputs.errors import NotChestXrayError
 from service.metrics import ServiceMetrics
+from service.process.memory import IDLE_AFTER_S
 
 
 class ScoringService:
@@ -36,6 +37,8 @@ class ScoringService:
         self.deadline_s, self.max_queued_images = deadline_s, max_queued_images
         self.queued_images = 0  # kept by the event loop's thread only
         self.overdue = 0  # requests answered whose work has not stopped yet
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._releasing: asyncio.Future[bool] | None = None
 
     @property
     def classifier(self) -> Classifier:
@@ -78,6 +81,17 @@ class ScoringService:
     def _release(self, count: int) -> None:
         self.queued_images -= count
         self.metrics.images_queued.dec(count)
+        if self.queued_images == 0:  # idle from now: memory goes back unless work comes first
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._idle_timer = asyncio.get_running_loop().call_later(IDLE_AFTER_S, self._when_idle)
+
+    def _when_idle(self) -> None:
+        self._idle_timer = None
+        if self.queued_images == 0 and (self._releasing is None or self._releasing.done()):
+            self._releasing = asyncio.ensure_future(self.runner.release_idle_memory())
+            # retrieved: a worker shutting down meanwhile (threads stopped) is no error to report
+            self._releasing.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def _wait(self, scoring: asyncio.Future[list[Outcome]], stop: threading.Event,
                     disconnected: Callable[[], Awaitable[None]]) -> list[Outcome]:

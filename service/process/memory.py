@@ -44,13 +44,19 @@ def keep_freed_memory() -> bool:
     return ok
 
 
-RELEASE_ABOVE_BYTES = 512 * 1024 * 1024  # resident growth that is handed back to the kernel
+RELEASE_ABOVE_BYTES = 512 * 1024 * 1024  # resident growth handed back after any request
+# growth handed back once the worker has gone idle for IDLE_AFTER_S: what a burst of work left
+# behind (buffers of large uploads, the DICOM stack's), not what back-to-back requests reuse
+IDLE_RELEASE_ABOVE_BYTES = 32 * 1024 * 1024
+IDLE_AFTER_S = 2.0
 
 
 class MemoryWatermark:
-    """Keeps the settings above from turning one huge request into a permanently fat worker:
-    after a request, when resident memory has grown more than RELEASE_ABOVE_BYTES past what it
-    was at start-up, free memory is handed back (malloc_trim). Reading RSS costs microseconds."""
+    """Keeps the settings above from turning one huge request, or a busy minute, into a
+    permanently fat worker: free memory is handed back (malloc_trim) after a request when
+    resident memory has grown more than RELEASE_ABOVE_BYTES past what it was at start-up, and
+    when the worker has gone idle (`when_idle`) past IDLE_RELEASE_ABOVE_BYTES. Reading RSS costs
+    microseconds; a trim of a few hundred MB a few milliseconds, off the event loop."""
 
     def __init__(self) -> None:
         self._trim = _malloc_trim()
@@ -64,7 +70,14 @@ class MemoryWatermark:
 
     def after_request(self) -> bool:
         """True when memory was handed back."""
-        if self._trim is None or resident_bytes() - self.baseline < RELEASE_ABOVE_BYTES:
+        return self._release_above(RELEASE_ABOVE_BYTES)
+
+    def when_idle(self) -> bool:
+        """For a worker that has had no request for IDLE_AFTER_S; True when memory was handed back."""
+        return self._release_above(IDLE_RELEASE_ABOVE_BYTES)
+
+    def _release_above(self, growth: int) -> bool:
+        if self._trim is None or resident_bytes() - self.baseline < growth:
             return False
         self._trim(0)
         return True

@@ -119,4 +119,16 @@ def test_a_model_without_a_cam_refuses_heatmaps_and_still_scores(bundled_model, 
 
 
 def test_a_malformed_parameter_is_a_400(client, normal_jpeg):
-    assert_error(client.post("/predict?heatmap=maybe", content=normal_jpeg.read_bytes()), 400, "bad_request")
+    data = normal_jpeg.read_bytes()
+    single = assert_error(client.post("/predict?heatmap=maybe", content=data), 400, "bad_request")
+    # /predict reads its flag itself (service.http.lean_route), /predict/batch through FastAPI: the same words
+    batch = assert_error(client.post("/predict/batch?heatmap=maybe", files=[("files", ("a.jpeg", data, "image/jpeg"))]),
+                         400, "bad_request")
+    assert single["error"]["message"] == batch["error"]["message"]
+    assert "query.heatmap" in single["error"]["message"]
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes", "on", "True"])
+def test_the_heatmap_flag_reads_as_fastapi_reads_it(client, normal_jpeg, value):
+    answer = client.post(f"/predict?heatmap={value}", content=normal_jpeg.read_bytes())
+    assert answer.status_code == 200 and answer.json()["heatmap"]["png"]

@@ -9,8 +9,10 @@ import re
 
 import pydicom
 import pytest
+from fastapi import Depends, Request
 
 from service.config import Settings
+from service.http.lean_route import LeanRoute
 from service.process.logs import JsonFormatter
 from tests.conftest import REPO_ROOT, dicom_sample
 from tests.service.conftest import assert_error, make_client
@@ -143,3 +145,17 @@ def test_openapi_documents_every_route(client):
     assert {"multipart/form-data", "image/jpeg", "application/dicom"} <= set(predict["requestBody"]["content"])
     assert predict["responses"]["422"]["content"]["application/json"]["example"]["error"]["code"]
     assert client.get("/docs").status_code == 200
+
+
+def test_a_lean_route_refuses_what_it_would_not_run():
+    async def needs_key(request: Request) -> None: ...
+
+    async def with_parameter(request: Request, heatmap: bool = False): ...
+
+    async def plain(request: Request): ...
+
+    with pytest.raises(TypeError):
+        LeanRoute("/x", plain, dependencies=[Depends(needs_key)])  # would skip the key check
+    with pytest.raises(TypeError):
+        LeanRoute("/x", with_parameter)  # would never receive the parameter
+    assert LeanRoute("/x", plain).get_route_handler() is plain
