@@ -21,6 +21,7 @@ from service.inference.heatmap import Heatmap, make_heatmap
 from service.inputs.chest_check import judge_image
 from service.inputs.decoding import DecodedImage, decode_upload
 from service.inputs.errors import NotChestXrayError
+from service.inputs.frame_decoder import DecodeStoppedError, request_stop
 from service.inputs.limits import Limits
 
 
@@ -59,15 +60,23 @@ def score_uploads(files: list[bytes], heatmap: bool, classifier: Classifier, lim
 
 def decode_all(files: list[bytes], size: int, limits: Limits, with_preview: bool = False,
                stop: threading.Event | None = None) -> list[Decoded]:
-    """Each file decoded, or its error; `stop` is looked at between files (a decode already
-    running is not interrupted: its cost is bounded before it starts, service.inputs.cost)."""
-    return [DeadlineExceededError(STOPPED) if stopped(stop) else _decode_one(data, size, limits, with_preview)
-            for data in files]
+    """Each file decoded, or its error; `stop` is looked at between files and by a compressed
+    DICOM's decode in the child process, which is abandoned when it is set. A decode in this
+    thread (JPEG, PNG, uncompressed DICOM) runs to its end: its cost is bounded before it starts
+    (service.inputs.cost)."""
+    token = request_stop.set(stop)
+    try:
+        return [DeadlineExceededError(STOPPED) if stopped(stop) else _decode_one(data, size, limits, with_preview)
+                for data in files]
+    finally:
+        request_stop.reset(token)
 
 
 def _decode_one(data: bytes, size: int, limits: Limits, with_preview: bool) -> Decoded:
     try:
         return decode_upload(data, size, limits.max_pixels, limits.dicom, with_preview, limits.cost)
+    except DecodeStoppedError:
+        return DeadlineExceededError(STOPPED)
     except Exception as exc:  # noqa: BLE001 - each file's failure stays with that file
         return exc
 

@@ -1,6 +1,7 @@
 """Compressed DICOM frames decoded in the worker's child process: the worker's other threads
-(its event loop among them) keep running meanwhile, and a decode past its time ends the child,
-not the worker. Inputs: a real X-ray as a 3000 px JPEG 2000 DICOM, built here."""
+(its event loop among them) keep running meanwhile, a decode past its time ends the child, not
+the worker, and a decode whose request was answered without it is abandoned. Inputs: a real
+X-ray as a 3000 px JPEG 2000 DICOM, built here."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 from PIL import Image
 from pydicom.uid import JPEG2000Lossless
 
+from service.inference.errors import DeadlineExceededError
+from service.inference.pipeline import decode_all
 from service.inputs import frame_decoder
 from service.inputs.decoding import decode_upload
 from service.inputs.errors import ImageDecodeError
+from service.inputs.limits import Limits
 from tests.dicoms import chest_dataset, to_bytes
 
 
@@ -65,3 +69,41 @@ def test_a_decode_past_its_time_ends_the_child_not_the_worker(j2k_dicom, monkeyp
         decode_upload(j2k_dicom, 224, 36_000_000)
     monkeypatch.undo()
     assert decode_upload(j2k_dicom, 224, 36_000_000).format == "dicom"  # a new child took over
+
+
+def _decode_time(j2k_dicom) -> float:
+    frame_decoder.warm_up()
+    started = time.monotonic()
+    decode_upload(j2k_dicom, 224, 36_000_000)
+    return time.monotonic() - started
+
+
+def test_a_decode_whose_request_was_answered_is_abandoned_and_its_child_ended(j2k_dicom):
+    took = _decode_time(j2k_dicom)
+    child = frame_decoder._get_pool()
+    stop = threading.Event()
+    threading.Timer(took / 4, stop.set).start()
+    started = time.monotonic()
+    (outcome,) = decode_all([j2k_dicom], 224, Limits(), stop=stop)
+    assert isinstance(outcome, DeadlineExceededError)
+    assert time.monotonic() - started < 0.8 * took  # not when the decode would have finished
+    assert frame_decoder._get_pool() is not child  # it waited alone: its child was ended
+    assert decode_upload(j2k_dicom, 224, 36_000_000).format == "dicom"
+
+
+def test_an_abandoned_decode_costs_no_other_file_its_decode(j2k_dicom):
+    took = _decode_time(j2k_dicom)
+    stop, outcomes = threading.Event(), {}
+
+    def decode(name: str, its_stop: threading.Event | None) -> None:
+        outcomes[name] = decode_all([j2k_dicom], 224, Limits(), stop=its_stop)[0]
+
+    threads = [threading.Thread(target=decode, args=("stopped", stop)),
+               threading.Thread(target=decode, args=("other", None))]
+    for thread in threads:
+        thread.start()
+    threading.Timer(took / 4, stop.set).start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert isinstance(outcomes["stopped"], DeadlineExceededError)
+    assert outcomes["other"].format == "dicom"
