@@ -27,12 +27,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_environ(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a server a test starts: this process's, less every CXR_* setting of the
+    developer's shell (a test states the settings it runs with), plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("CXR_")}, **(env or {})}
+
+
 def start_service(log: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m service ARGS`; its output (JSON log lines) goes to `log`."""
     with open(log, "w") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "service", *args], cwd=REPO_ROOT,
-            env={**os.environ, **(env or {})}, stdout=output, stderr=subprocess.STDOUT,
+            env=server_environ(env), stdout=output, stderr=subprocess.STDOUT,
         )
 
 

@@ -5,7 +5,6 @@ start it (`python -m gateway`, the `cxr-gateway` command)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.gateway import netns, orthanc
-from tests.servers import free_port, running_service
+from tests.servers import free_port, running_service, server_environ
 
 GATEWAY_AE = "CXR_AI"
 
@@ -59,7 +58,7 @@ class GatewayProcess:
         self.offset = len(self.lines())  # a restart on the same state appends to the same log
         with open(self.log, "a") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "gateway", *self.args], cwd=REPO_ROOT,
-                                            stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+                                            stdout=log, stderr=subprocess.STDOUT, env=server_environ())
         deadline = time.monotonic() + 30
         while not self.events("started"):
             if self.process.poll() is not None or time.monotonic() > deadline:

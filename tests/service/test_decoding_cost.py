@@ -37,12 +37,6 @@ SIDE = 6000  # the largest image CXR_MAX_PIXELS lets through
 
 
 @pytest.fixture(scope="module")
-def client(bundled_model):
-    with make_client(bundled_model) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
 def big_xray(val_images) -> Image.Image:
     with Image.open(val_images[0]) as image:
         return image.convert("L").resize((SIDE, SIDE))

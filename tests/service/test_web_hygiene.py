@@ -16,12 +16,6 @@ def test_only_a_leading_hash_makes_a_key_file_line_a_comment(tmp_path, bundled_m
 
 
 @pytest.fixture(scope="module")
-def client(bundled_model):
-    with make_client(bundled_model) as test_client:
-        yield test_client
-
-
-@pytest.fixture(scope="module")
 def keyed(bundled_model):
     with make_client(bundled_model, api_keys="k-1234567890") as test_client:
         yield test_client

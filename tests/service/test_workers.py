@@ -17,7 +17,7 @@ import pytest
 from service.process.memory import keep_freed_memory
 from service.process.server import SCHEDULING_POLICY
 from tests.conftest import REPO_ROOT
-from tests.servers import running_service
+from tests.servers import running_service, server_environ
 
 pytestmark = pytest.mark.slow  # starts several multi-process services
 
@@ -97,7 +97,7 @@ def test_workers_die_with_their_supervisor_and_the_port_is_free_again(bundled_mo
         port = url.rsplit(":", 1)[1]
         # a second instance on the same port refuses to start, rather than splitting the traffic
         second = subprocess.run([sys.executable, "-m", "service", "--port", port, "--model", str(bundled_model)],
-                                env={**os.environ, "CXR_WORKERS": "2"}, cwd=REPO_ROOT,
+                                env=server_environ({"CXR_WORKERS": "2"}), cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 1
         assert "already served or taken" in second.stdout + second.stderr
