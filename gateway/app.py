@@ -7,8 +7,8 @@ import threading
 
 from gateway import logs, metrics, storage
 from gateway.config import GatewayConfig
-from gateway.jobs import JobTable
-from gateway.receiver import Receiver, state_file
+from gateway.jobs import JobTable, state_file
+from gateway.receiver import Receiver
 from gateway.scoring import Scorer
 from gateway.sender import sender_for
 from gateway.worker import Worker

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from gateway import logs
 from gateway.config import ENV_PREFIX, add_serve_options, from_args
-from gateway.jobs import DEAD, JobTable
-from gateway.receiver import state_file
+from gateway.jobs import DEAD, JobTable, state_file
 
 COMMANDS = ("serve", "jobs", "retry")
 

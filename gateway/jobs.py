@@ -39,6 +39,11 @@ CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_uid, received_at);
 """
 
 
+def state_file(state: Path) -> Path:
+    """The job table's file in the gateway's state folder."""
+    return state / "jobs.sqlite"
+
+
 @dataclass(frozen=True)
 class Job:
     sop_instance_uid: str

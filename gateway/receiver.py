@@ -5,7 +5,6 @@ acknowledged; a failure to persist answers 0xA700 (out of resources), so the PAC
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -74,7 +73,3 @@ class Receiver:
             logs.warning("store_failed", job=logs.job_id(sop_uid), error_type=type(exc).__name__)
             return OUT_OF_RESOURCES
         return SUCCESS
-
-
-def state_file(state: Path) -> Path:
-    return state / "jobs.sqlite"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
 from gateway.cli import main
 from gateway.config import Peer, add_serve_options, from_args
+from tests.conftest import REPO_ROOT
 
 
 def parsed(argv: list[str], env: dict[str, str] | None = None):
@@ -51,3 +54,10 @@ def test_the_command_exits_with_the_reason(capsys):
 def test_jobs_on_a_missing_state_says_so(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no job table at"):
         main(["jobs", "--state", str(tmp_path / "none")], env={})
+
+
+def test_the_admin_commands_load_no_dicom_networking():
+    # `cxr-gateway jobs` and `retry` read the job table; pynetdicom and highdicom load only to serve
+    loaded = subprocess.run([sys.executable, "-c", "import sys, gateway.cli; print(sorted(sys.modules))"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert "'pynetdicom'" not in loaded and "'highdicom'" not in loaded
