@@ -1,7 +1,8 @@
 """What the service's input check refuses, measured for the model card: the image check's
 refusal rate on a set of X-rays, and the whole check (DICOM attributes, shape, image check) on
 the out-of-distribution inputs of model_export.ood. This is the one part of training that runs
-the service's own decoding, on purpose: the card reports what the service will do.
+the service's own decoding, on purpose: the card reports what the service will do. The service
+is imported only when that measurement runs, so no other command of model_export loads it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import onnxruntime as ort
 from cxr_common.image_check import ImageCheck
 from model_export.evaluate import predict_onnx
 from model_export.ood import ood_sets
-from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 
 def image_scores(check: ImageCheck, session: ort.InferenceSession, pixels: np.ndarray) -> np.ndarray:
@@ -38,6 +38,7 @@ def ood_refusals(session: ort.InferenceSession, check: ImageCheck, chest_xray: P
     from service.inputs.decoding import decode_upload
     from service.inputs.dicom import DicomPolicy, is_dicom
     from service.inputs.errors import ImageShapeError, NotChestXrayError
+    from service.inputs.shape import DEFAULT_MAX_PIXELS
 
     size = session.get_inputs()[0].shape[1]
     result: dict[str, dict[str, Any]] = {}
