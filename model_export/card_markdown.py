@@ -80,7 +80,8 @@ def _int8_section(int8: dict[str, Any] | None) -> list[str]:
     return [
         f"## int8 model for CPU hosts (`{int8['file']}`)",
         f"Static quantization (QDQ, per-channel 7-bit weights, MinMax calibration on "
-        f"{int8['calibration_images']} training images, the first convolution left in float), same threshold. Load it with "
+        f"{int8['calibration_images']} training images; the first convolution and a combined model's pretrained "
+        "member left in float, see `model_export/quantize.py`), same threshold. Load it with "
         f"`CXR_MODEL_PATH=models/{int8['file']}`. Every int8 weight feeding a convolution lies in "
         f"[-64, 64] (largest |w| = {int8['largest_abs_int8_weight']}): onnxruntime's AVX2 and AVX-512 "
         "kernels without VNNI add two u8 x s8 products in a saturating int16, and 2 x 255 x 64 = 32 640 "

@@ -9,7 +9,8 @@ in issue 26). The rules were fixed before training, not tuned on validation:
   upsampling to 63x63, then 7x7 average pooling: every cell keeps its share, the mean is exact);
 - pneumonia type: gapnet's head alone (its bacterial/viral accuracy on the held-out test split,
   0.905, is what v2 promised; the card's ablation shows the alternatives);
-- features for the image check: gapnet's (the refitted check then refuses exactly what v2's did).
+- features for the image check: gapnet's, refitted under preprocessing 2 (the card lists what it
+  refuses next to v2's; close, not the same images).
 
 The members are ONNX files (gapnet 2.0.0 is shipped as ONNX only), merged at the graph level with
 their tensors prefixed; the combined file gets its threshold (the same rule as training), metrics
