@@ -1,9 +1,11 @@
 """The job table: one row per received instance, in SQLite under --state, so that what was
 acknowledged survives a crash and what was written is never written twice.
 
-States: received -> processing -> written | refused | failed (retried at next_at) -> dead.
-Instances the rules pass over are recorded as skipped at once. A row's key is the source SOP
-Instance UID: a replayed instance finds its row and adds nothing.
+States: received -> processing -> scored -> written, or refused, or failed (retried at next_at)
+-> dead. Instances the rules pass over are recorded as skipped at once. A row's key is the source
+SOP Instance UID: a replayed instance finds its row and adds nothing. A scored job's result
+objects are on disk (`results`) until written: a failed send, a crash or a dead letter retried
+sends them again without asking the service a second time.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-RECEIVED, PROCESSING, WRITTEN, REFUSED, SKIPPED, FAILED, DEAD = (
-    "received", "processing", "written", "refused", "skipped", "failed", "dead")
+RECEIVED, PROCESSING, SCORED, WRITTEN, REFUSED, SKIPPED, FAILED, DEAD = (
+    "received", "processing", "scored", "written", "refused", "skipped", "failed", "dead")
 TERMINAL = (WRITTEN, REFUSED, SKIPPED)
 PENDING = (RECEIVED, FAILED)  # what the worker picks up once due
 
@@ -32,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     received_at REAL NOT NULL,
     finished_at REAL,
     detail TEXT,               -- why skipped/refused/failed: attribute names and codes, no patient data
-    outputs TEXT               -- the SOP Instance UIDs written, space-separated
+    outputs TEXT,              -- the SOP Instance UIDs written, space-separated
+    results TEXT               -- the result objects' files once scored, until written, space-separated
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_at);
 CREATE INDEX IF NOT EXISTS jobs_study ON jobs (study_uid, received_at);
@@ -56,6 +59,7 @@ class Job:
     finished_at: float | None
     detail: str | None
     outputs: str | None
+    results: str | None = None
 
 
 class JobTable:
@@ -70,6 +74,9 @@ class JobTable:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: the C-STORE ack depends on it
         self._db.executescript(SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "results" not in columns:  # a state folder from before the scored state
+            self._db.execute("ALTER TABLE jobs ADD COLUMN results TEXT")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -116,10 +123,17 @@ class JobTable:
                        (PROCESSING, row["sop_instance_uid"]))
         return Job(**{**dict(row), "state": PROCESSING, "attempts": row["attempts"] + 1})
 
+    def scored(self, sop_instance_uid: str, results: list[str]) -> None:
+        """The job's result objects are on disk (their files): from now on it is only to be sent."""
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET state = ?, results = ? WHERE sop_instance_uid = ?",
+                       (SCORED, " ".join(results), sop_instance_uid))
+
     def finish(self, sop_instance_uid: str, state: str, detail: str | None = None, outputs: str | None = None) -> None:
         with self._transaction() as db:
-            db.execute("UPDATE jobs SET state = ?, detail = ?, outputs = ?, finished_at = ?, path = NULL"
-                       " WHERE sop_instance_uid = ?", (state, detail, outputs, time.time(), sop_instance_uid))
+            db.execute("UPDATE jobs SET state = ?, detail = ?, outputs = ?, finished_at = ?, path = NULL,"
+                       " results = NULL WHERE sop_instance_uid = ?",
+                       (state, detail, outputs, time.time(), sop_instance_uid))
 
     def fail(self, sop_instance_uid: str, detail: str, retry_at: float | None) -> None:
         """A failed attempt: retried at `retry_at`, or dead-lettered when None."""
@@ -129,10 +143,11 @@ class JobTable:
                        (state, detail, retry_at or 0, sop_instance_uid))
 
     def recover(self) -> int:
-        """At start-up: jobs a crash left processing are pending again (their output UIDs are
-        fixed, so redoing them writes nothing twice)."""
+        """At start-up: jobs a crash left processing or scored are pending again (their output
+        UIDs are fixed, so redoing them writes nothing twice; a scored one keeps its results)."""
         with self._transaction() as db:
-            return db.execute("UPDATE jobs SET state = ? WHERE state = ?", (RECEIVED, PROCESSING)).rowcount
+            return db.execute("UPDATE jobs SET state = ? WHERE state IN (?, ?)",
+                              (RECEIVED, PROCESSING, SCORED)).rowcount
 
     def retry(self, sop_instance_uids: list[str] | None = None) -> int:
         """Dead-lettered jobs (all, or those named) pending again with fresh attempts."""
@@ -154,9 +169,10 @@ class JobTable:
             return [Job(**row) for row in rows.fetchall()]
 
     def paths(self) -> set[str]:
-        """The files pending and dead jobs still need."""
+        """The files pending and dead jobs still need: received instances and result objects."""
         with self._lock:
-            return {row[0] for row in self._db.execute("SELECT path FROM jobs WHERE path IS NOT NULL")}
+            rows = self._db.execute("SELECT path, results FROM jobs WHERE path IS NOT NULL OR results IS NOT NULL")
+            return {name for path, results in rows for name in [path, *(results or "").split()] if name}
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -13,6 +13,11 @@ def instance_path(state: Path, sop_instance_uid: str) -> Path:
     return state / "incoming" / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
 
 
+def result_path(state: Path, sop_instance_uid: str) -> Path:
+    """state/results/<hash of the result's UID>.dcm: a scored job's result objects until sent."""
+    return state / "results" / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
+
+
 def write_durably(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
@@ -34,10 +39,11 @@ def remove(path: str | None) -> None:
 
 
 def remove_orphans(state: Path, wanted: set[str]) -> int:
-    """At start-up: files a crash left behind (a .part never renamed, or an instance whose job
-    row was never committed, so whose C-STORE was never acknowledged and will come again)."""
+    """At start-up: files a crash left behind (a .part never renamed, an instance whose job row
+    was never committed, so whose C-STORE was never acknowledged and will come again, or result
+    objects whose job was never marked scored, so will be scored again)."""
     removed = 0
-    for path in (state / "incoming").glob("*"):
+    for path in [*(state / "incoming").glob("*"), *(state / "results").glob("*")]:
         if str(path) not in wanted:
             path.unlink(missing_ok=True)
             removed += 1

@@ -1,5 +1,5 @@
 """Processing jobs: wait until a study is quiet, score each pending image, build the SR and
-the SC, send them, record the outcome. A failed attempt is retried after an exponential
+the SC and keep them on disk, send them, record the outcome. A failed attempt is retried after an exponential
 backoff with jitter, and dead-lettered after --max-attempts."""
 
 from __future__ import annotations
@@ -7,7 +7,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+import pydicom
 
 from cxr_client.errors import ServiceError
 from gateway import logs, metrics, source, storage
@@ -16,7 +19,7 @@ from gateway.jobs import PENDING, PROCESSING, REFUSED, WRITTEN, Job, JobTable
 from gateway.results_sc import build_sc
 from gateway.results_sr import build_sr
 from gateway.scoring import Refused, Scorer
-from gateway.sender import Sender, SendError
+from gateway.sender import Sender, SendError, part10
 
 IDLE_POLL_S = 0.25  # how often an idle worker looks for due jobs (the table is shared with `retry`)
 
@@ -49,14 +52,25 @@ class Worker:
     def process(self, job: Job) -> None:
         name = logs.job_id(job.sop_instance_uid)
         stage = "read"
+        scored: dict[str, object] = {}  # what the log line says of a score made in this attempt
+        results: list[pydicom.Dataset]
         try:
-            dicom = Path(job.path or "").read_bytes()
-            stage = "score"
-            score = self.scorer.score(dicom)
-            metrics.SCORED.inc()
-            stage = "build"
-            header = source.header(dicom)
-            results = [build_sr(header, score), build_sc(header, score)]
+            if job.results:  # scored in an earlier attempt: only the sending is left
+                kept = job.results.split()
+                results = [pydicom.dcmread(path) for path in kept]
+            else:
+                dicom = Path(job.path or "").read_bytes()
+                stage = "score"
+                score = self.scorer.score(dicom)
+                metrics.SCORED.inc()
+                scored = {"label": score.prediction.label, "p_pneumonia": round(score.prediction.p_pneumonia, 4),
+                          "model_version": score.prediction.model_version}
+                logs.event("scored", job=name, **scored)
+                stage = "build"
+                header = source.header(dicom)
+                results = [build_sr(header, score), build_sc(header, score)]
+                kept = self.keep(results)
+                self.jobs.scored(job.sop_instance_uid, kept)
             stage = "send"
             self.sender.send(job.study_uid, results)
         except Refused as refused:
@@ -70,13 +84,22 @@ class Worker:
             return
         outputs = " ".join(str(result.SOPInstanceUID) for result in results)
         self.jobs.finish(job.sop_instance_uid, WRITTEN, outputs=outputs)
-        storage.remove(job.path)
+        for path in [job.path, *kept]:
+            storage.remove(path)
         elapsed = time.time() - job.received_at
         metrics.WRITTEN.inc()
         metrics.RECEIPT_TO_WRITTEN.observe(elapsed)
-        logs.event("written", job=name, label=score.prediction.label, p_pneumonia=round(score.prediction.p_pneumonia, 4),
-                   model_version=score.prediction.model_version, seconds_since_receipt=round(elapsed, 2),
-                   attempt=job.attempts)
+        logs.event("written", job=name, **scored, seconds_since_receipt=round(elapsed, 2), attempt=job.attempts,
+                   scored_earlier=not scored)
+
+    def keep(self, results: Sequence[pydicom.Dataset]) -> list[str]:
+        """The result objects on disk, durably, so that a failed send is retried without scoring again."""
+        paths = []
+        for result in results:
+            path = storage.result_path(self.config.state, str(result.SOPInstanceUID))
+            storage.write_durably(path, part10(result))
+            paths.append(str(path))
+        return paths
 
     def failed(self, job: Job, stage: str, exc: Exception) -> None:
         # the message of a service or send error is ours (codes, statuses); others only by type

@@ -187,6 +187,7 @@ def test_persistent_failure_is_dead_lettered_and_retry_completes_it(pacs, servic
     pacs.send_study("gateway", study_id)
     dead = wait_for(lambda: broken.command("jobs", "--dead"), 30, "the job dead-lettered")
     assert len(dead) == 1 and dead[0]["attempts"] == 2 and "STOW-RS answered HTTP 404" in dead[0]["detail"]
+    assert len(broken.events("scored")) == 1  # the second attempt only sent again what the first had made
     broken.stop()
 
     fixed = start_gateway(gateways, pacs, tmp_path, service)  # the same state, the right DICOMweb URL
@@ -195,6 +196,8 @@ def test_persistent_failure_is_dead_lettered_and_retry_completes_it(pacs, servic
     assert fixed.command("retry") == [{"requeued": 1}]
     wait_for(lambda: result_count(pacs, study_id) == 2, WITHIN_S, "the results after `cxr-gateway retry`")
     assert states(fixed) == ["skipped", "skipped", "written"]
+    assert not fixed.events("scored") and fixed.events("written")[0]["scored_earlier"] is True
+    assert not list((fixed.state / "results").glob("*"))  # kept until written, then removed
 
 
 def test_gateway_killed_mid_study_loses_nothing_and_doubles_nothing(pacs, service, gateways, tmp_path, val_images):

@@ -1,10 +1,12 @@
-"""The job table on its own: the quiet period, one claim per job, retries, dead letters, recovery."""
+"""The job table on its own: the quiet period, one claim per job, retries, dead letters, recovery,
+results kept once scored."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
-from gateway.jobs import DEAD, PROCESSING, RECEIVED, SKIPPED, WRITTEN, JobTable
+from gateway.jobs import DEAD, FAILED, PROCESSING, RECEIVED, SCORED, SKIPPED, WRITTEN, JobTable
 from gateway.worker import backoff_s
 
 
@@ -47,6 +49,35 @@ def test_a_crash_leaves_processing_jobs_to_be_done_again(tmp_path):
     table.close()  # as if killed
     reopened = JobTable(tmp_path / "jobs.sqlite")
     assert reopened.recover() == 1 and reopened.counts() == {RECEIVED: 1}
+
+
+def test_a_scored_job_keeps_its_results_through_a_failure_and_a_crash(tmp_path):
+    table = JobTable(tmp_path / "jobs.sqlite")
+    table.add("1.1", "study", RECEIVED, path="a.dcm")
+    table.claim(quiet_s=0, now=time.time() + 1)
+    table.scored("1.1", ["r/sr.dcm", "r/sc.dcm"])
+    assert table.counts() == {SCORED: 1} and table.paths() == {"a.dcm", "r/sr.dcm", "r/sc.dcm"}
+    table.fail("1.1", "send: STOW-RS answered HTTP 503", retry_at=time.time())
+    job = table.claim(quiet_s=0, now=time.time() + 1)
+    assert job is not None and job.state == PROCESSING and job.results == "r/sr.dcm r/sc.dcm"
+    table.scored("1.1", ["r/sr.dcm", "r/sc.dcm"])
+    assert table.recover() == 1  # a crash while sending: pending again, results kept
+    assert table.get("1.1").results == "r/sr.dcm r/sc.dcm"
+    table.finish("1.1", WRITTEN, outputs="2.25.1 2.25.2")
+    assert table.get("1.1").results is None and table.paths() == set() and FAILED not in table.counts()
+
+
+def test_a_job_table_from_before_the_scored_state_is_brought_up_to_date(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE jobs (sop_instance_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, path TEXT,"
+                    " state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,"
+                    " received_at REAL NOT NULL, finished_at REAL, detail TEXT, outputs TEXT)")
+        old.execute("INSERT INTO jobs (sop_instance_uid, study_uid, path, state, received_at)"
+                    " VALUES ('1.1', 'study', 'a.dcm', 'received', 0)")
+    table = JobTable(path)
+    job = table.claim(quiet_s=0)
+    assert job is not None and job.results is None
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap():
