@@ -30,6 +30,11 @@ class Front:
         if scope["type"] == "http" and scope["path"] == "/predict":
             self.attempts += 1
             if self.attempts <= self.fail_first:
+                # read the upload first, as the service does: a body left unread makes the server
+                # close the connection, and a client that reuses it meanwhile gets a reset
+                # that is an attempt this front never sees
+                while (await receive()).get("more_body", False):
+                    pass
                 body = json.dumps({"error": {"code": "busy", "message": "try later"}}).encode()
                 headers = [(b"content-type", b"application/json")]
                 if self.retry_after is not None:

@@ -73,6 +73,11 @@ def test_two_workers_share_metrics_and_survive_crashes(bundled_model, normal_jpe
         # what the OOM killer does: kill one worker, then the other 2 s later (its peer's
         # replacement may still be loading): the service answers throughout and replaces both
         os.kill(workers[0], signal.SIGKILL)
+        # SIGKILL takes effect a moment later (longer on a loaded machine): until the process has
+        # died its listening socket still takes its share of new connections, which it then resets
+        deadline = time.monotonic() + 10
+        while _alive(workers[0]) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert all(_predict(url, data).status_code == 200 for _ in range(5))  # the other one answers
         time.sleep(2)
         os.kill(workers[1], signal.SIGKILL)
