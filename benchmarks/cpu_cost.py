@@ -18,7 +18,6 @@ Used by benchmarks.serve (alternating rounds) and runnable alone:
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from cxr_common.model_metadata import INPUT_NAME, MODEL_FILE
+from cxr_common.model_metadata import INPUT_NAME
 from cxr_common.preprocessing import to_model_input
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -184,13 +183,10 @@ def summary(rounds: list[CpuRound]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.serve import DEFAULT_DATA, HOST, MAX_PIXELS, REPO_ROOT, Server, input_size, load_bodies
+    from benchmarks.serve import HOST, MAX_PIXELS, Server, benchmark_parser, input_size, load_bodies
     from service.process.memory import keep_freed_memory
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_cost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.cpu_cost")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement in a round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)

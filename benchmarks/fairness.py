@@ -11,7 +11,6 @@ small requests' median, p99 and max, what the heavy clients got, and the service
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import sys
@@ -23,7 +22,8 @@ from PIL import Image
 from pydicom.uid import JPEG2000Lossless
 
 from benchmarks.hostile_inputs import progressive_jpeg
-from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, Server
+from benchmarks.loadgen import describe_times, median_p99_max_ms
+from benchmarks.serve import Server, benchmark_parser, sample_memory
 
 HOST = "127.0.0.1"
 SIDE = 6000
@@ -88,21 +88,14 @@ async def _client(port: int, requests: list[bytes], deadline: float, statuses: C
 
 async def _run(port: int, heavy: list[bytes], small: list[bytes], clients: int, seconds: float,
                server: Server) -> tuple[Counter, Counter, list[float], float]:
-    heavy_statuses, small_statuses, small_seconds, peak = Counter(), Counter(), [], 0.0
+    heavy_statuses, small_statuses, small_seconds, memory = Counter(), Counter(), [], []
     deadline = time.monotonic() + seconds
     tasks = [_client(port, heavy[i % len(heavy):] + heavy[: i % len(heavy)], deadline, heavy_statuses, None)
              for i in range(clients)]
     tasks.append(_client(port, small, deadline, small_statuses, small_seconds))
-
-    async def sample() -> None:
-        nonlocal peak
-        while time.monotonic() < deadline:
-            peak = max(peak, server.rss_mb())
-            await asyncio.sleep(1.0)
-
-    tasks.append(sample())
+    tasks.append(sample_memory(server, memory, deadline, 1.0))
     await asyncio.gather(*tasks)
-    return heavy_statuses, small_statuses, small_seconds, peak
+    return heavy_statuses, small_statuses, small_seconds, max(memory, default=0.0)
 
 
 def run(model: Path, data: Path, seconds: float, clients: int, workers: int) -> dict[str, float]:
@@ -115,22 +108,19 @@ def run(model: Path, data: Path, seconds: float, clients: int, workers: int) -> 
             _run(server.port, heavy, small, clients, seconds, server))
     finally:
         server.stop()
-    ordered = sorted(small_seconds) or [float("nan")]
-    result = {"median_ms": 1000 * ordered[len(ordered) // 2], "p99_ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
-              "max_ms": 1000 * ordered[-1], "small_requests": len(small_seconds), "peak_rss_mb": peak}
+    median, p99, most = median_p99_max_ms(small_seconds)
+    result = {"median_ms": median, "p99_ms": p99, "max_ms": most, "small_requests": len(small_seconds),
+              "peak_rss_mb": peak}
     print(f"{seconds:.0f} s, {clients} heavy clients (6000 px, every format, heatmaps), {workers} workers")
     print(f"  heavy answers: {dict(heavy_statuses)}")
     print(f"  small answers: {dict(small_statuses)}")
-    print(f"  small requests' answer time: median {result['median_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
-          f"max {result['max_ms']:.0f} ms ({len(small_seconds)} requests)")
+    print(f"  small requests' answer time: {describe_times(small_seconds)} ({len(small_seconds)} requests)")
     print(f"  service memory, peak: {peak:.0f} MB")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--heavy", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)  # the service's default

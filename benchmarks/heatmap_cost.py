@@ -10,13 +10,11 @@ ratio of the medians is the headline. Also prints the answer's size with the hea
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
-from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, load_bodies
+from benchmarks.serve import benchmark_parser, load_bodies
 from service.inference.classifier import Classifier
 from service.inference.heatmap import make_heatmap
 from service.inference.pipeline import Outcome, Scored, score_uploads
@@ -36,9 +34,7 @@ def cpu_ms_per_request(classifier: Classifier, bodies: list[bytes], heatmap: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     classifier = Classifier(args.model, intra_op_threads=1)  # one thread: CPU time is then one core's

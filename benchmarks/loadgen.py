@@ -31,6 +31,17 @@ class LoadResult:
         return float(np.percentile(self.latencies_s, q) * 1000) if self.latencies_s else float("nan")
 
 
+def median_p99_max_ms(seconds: list[float]) -> tuple[float, float, float]:
+    """Median, 99th percentile (nearest rank) and maximum of answer times, in ms; NaN when none."""
+    ordered = sorted(seconds) or [float("nan")]
+    return (1000 * ordered[len(ordered) // 2], 1000 * ordered[int(0.99 * (len(ordered) - 1))], 1000 * ordered[-1])
+
+
+def describe_times(seconds: list[float], decimals: int = 0) -> str:
+    median, p99, most = median_p99_max_ms(seconds)
+    return f"median {median:.{decimals}f} ms, p99 {p99:.{decimals}f} ms, max {most:.{decimals}f} ms"
+
+
 def build_requests(host: str, port: int, bodies: list[tuple[bytes, str]]) -> list[bytes]:
     return [
         (f"POST /predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {media_type}\r\n"

@@ -18,7 +18,6 @@ Exit status 0 when every check holds.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import signal
@@ -32,7 +31,8 @@ import httpx
 from PIL import Image
 
 from benchmarks.hostile_inputs import scan_bomb
-from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, Server, load_bodies
+from benchmarks.loadgen import describe_times, median_p99_max_ms
+from benchmarks.serve import Server, benchmark_parser, load_bodies, sample_memory
 from service.process.memory import IDLE_AFTER_S
 
 HOST = "127.0.0.1"
@@ -226,12 +226,6 @@ async def _probe_readiness(port: int, seconds: list[float], deadline: float) -> 
             writer.close()
 
 
-async def _sample_memory(server: Server, samples: list[float], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        samples.append(server.rss_mb())
-        await asyncio.sleep(2.0)
-
-
 async def _run(server: Server, data: Path, concurrency: int, seconds: float, sigterm_at: float | None,
                tally: Tally, memory: list[float], readiness: list[float]) -> None:
     port = server.port
@@ -248,7 +242,7 @@ async def _run(server: Server, data: Path, concurrency: int, seconds: float, sig
     tasks += [_vanish(port, jpeg, tally, deadline) for _ in range(counts["vanishing"])]
     tasks.append(_exchange(port, bombs, "bomb", tally, deadline))
     tasks.append(_trickle_upload(port, jpeg, tally, deadline))
-    tasks.append(_sample_memory(server, memory, deadline))
+    tasks.append(sample_memory(server, memory, deadline, 2.0))
     tasks.append(_probe_readiness(port, readiness, deadline if sigterm_at is None else time.monotonic() + sigterm_at))
     if sigterm_at is not None:
         async def terminate() -> None:
@@ -295,15 +289,9 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
     if sigterm_at is None:
         print(f"  memory {SETTLE_S:.1f} s after the load: {rested:.0f} MB")
     if readiness:
-        ordered = sorted(readiness)
-        print(f"  /health/ready under this load: median {1000 * ordered[len(ordered) // 2]:.1f} ms, "
-              f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.1f} ms, max {1000 * ordered[-1]:.1f} ms "
-              f"({len(ordered)} probes)")
+        print(f"  /health/ready under this load: {describe_times(readiness, 1)} ({len(readiness)} probes)")
     if tally.good_seconds:
-        ordered = sorted(tally.good_seconds)
-        print(f"  good requests' answer time: median {1000 * ordered[len(ordered) // 2]:.0f} ms, "
-              f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.0f} ms, max {1000 * ordered[-1]:.0f} ms "
-              f"({len(ordered)} requests)")
+        print(f"  good requests' answer time: {describe_times(tally.good_seconds)} ({len(tally.good_seconds)} requests)")
     # the trickle may still be sending when the run ends: unanswered then, and not a failure
     others_unanswered = sum(count for kind, count in tally.unanswered.items() if kind != "trickle")
     answered = tally.unanswered_before_sigterm == 0 and (sigterm_at is not None or others_unanswered == 0)
@@ -317,8 +305,7 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
         and tally.statuses[("bomb", 422)] > 0,
         "trickle cut off with 408": seconds < 12 or sigterm_at is not None or tally.statuses[("trickle", 408)] > 0,
         # p99: the probe is timed from a client that shares the cores with the service
-        "readiness within 100 ms (p99)": bool(readiness) and sorted(readiness)[int(0.99 * (len(readiness) - 1))]
-        < READY_WITHIN_S,
+        "readiness within 100 ms (p99)": bool(readiness) and median_p99_max_ms(readiness)[1] < 1000 * READY_WITHIN_S,
     }
     if sigterm_at is not None:
         checks["service exited after SIGTERM"] = exit_status in (0, -signal.SIGTERM)
@@ -328,9 +315,7 @@ def run(model: Path, data: Path, seconds: float, concurrency: int, workers: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)

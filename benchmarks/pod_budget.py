@@ -17,7 +17,6 @@ pod count, the autoscaler's target and the memory limit from these numbers.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 import tempfile
@@ -26,8 +25,7 @@ from pathlib import Path
 
 from benchmarks.cpu_cost import tree_cpu_s, tree_memory_mb
 from benchmarks.loadgen import build_requests, run_load
-from benchmarks.serve import DEFAULT_DATA, HOST, REPO_ROOT, Server, load_bodies
-from cxr_common.model_metadata import MODEL_FILE
+from benchmarks.serve import HOST, Server, benchmark_parser, load_bodies
 from service.config import Settings
 
 # the environment the chart gives a pod with a CPU request of 1 (deploy/helm/cxr-pneumonia/values.yaml)
@@ -75,10 +73,7 @@ def largest_uploads(data: Path, tmp: Path) -> list[tuple[bytes, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pod_budget", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.pod_budget")
     parser.add_argument("--seconds", type=float, default=10.0, help="per concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--large-seconds", type=float, default=5.0, help="per kind of largest upload")

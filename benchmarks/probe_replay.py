@@ -16,27 +16,21 @@ Prints what each kind of client got, the small requests' answer times and the se
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from PIL import Image
 
 from benchmarks.fairness import HOST, SIDE, _answer, _client, _request
 from benchmarks.hostile_inputs import scan_bomb
-from benchmarks.serve import DEFAULT_DATA, REPO_ROOT, Server
+from benchmarks.loadgen import describe_times
+from benchmarks.serve import Server, benchmark_parser, sample_memory
 
 BOMB_SCANS = 4000
+HOLD_FIRST_S = 2.0  # the held uploads are in (or refused) before the small requests start
 CHUNK = 1024 * 1024  # written a megabyte at a time, so that this client holds no copies
-
-
-async def _sample_memory(server: Server, until: asyncio.Event, peak: list[float]) -> None:
-    while not until.is_set():
-        peak[0] = max(peak[0], server.rss_mb())
-        await asyncio.sleep(0.5)
 
 
 async def _small_requests(port: int, small: list[bytes], seconds: float) -> tuple[Counter, list[float]]:
@@ -101,31 +95,25 @@ async def _held_uploads(server: Server, small: list[bytes], count: int, megabyte
     head = (f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/dicom\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     statuses: Counter = Counter()
-    release, stop_sampling, peak = asyncio.Event(), asyncio.Event(), [server.rss_mb()]
-    at_rest = peak[0]
-    sampler = asyncio.create_task(_sample_memory(server, stop_sampling, peak))
+    release, memory = asyncio.Event(), [server.rss_mb()]
+    # sampled while the uploads are held: they are in (or refused) 2 s before the small requests
+    sampler = asyncio.create_task(sample_memory(server, memory, time.monotonic() + HOLD_FIRST_S + seconds, 0.5))
     holders = [asyncio.create_task(_hold(server.port, head, body, statuses, release)) for _ in range(count)]
-    await asyncio.sleep(2.0)  # the uploads are in (or refused) before the small requests start
+    await asyncio.sleep(HOLD_FIRST_S)
     small_statuses, times = await _small_requests(server.port, small, seconds)
     release.set()
-    await asyncio.gather(*holders)
-    stop_sampling.set()
-    await sampler
+    await asyncio.gather(*holders, sampler)
     print(f"{count} held uploads of {megabytes} MB: {dict(statuses)}")
     _report("small requests meanwhile", small_statuses, times)
-    print(f"  service memory: {at_rest:.0f} MB before, {peak[0]:.0f} MB at most")
+    print(f"  service memory: {memory[0]:.0f} MB before, {max(memory):.0f} MB at most")
 
 
 def _report(what: str, statuses: Counter, times: list[float]) -> None:
-    ordered = sorted(times) or [float("nan")]
-    print(f"{what}: {dict(statuses)}; answer time median {1000 * ordered[len(ordered) // 2]:.0f} ms, "
-          f"p99 {1000 * ordered[int(0.99 * (len(ordered) - 1))]:.0f} ms, max {1000 * ordered[-1]:.0f} ms")
+    print(f"{what}: {dict(statuses)}; answer time {describe_times(times)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--small-seconds", type=float, default=50.0)
     parser.add_argument("--held", type=int, default=80)
     parser.add_argument("--held-mb", type=int, default=45)

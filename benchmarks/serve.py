@@ -29,6 +29,7 @@ without dynamic batching.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import statistics
@@ -172,6 +173,23 @@ class Server:
         os.unlink(self.log.name)
 
 
+async def sample_memory(server: Server, samples: list[float], deadline: float, every_s: float) -> None:
+    """The server's memory (its whole process tree, MB) appended to `samples` every `every_s`
+    seconds until `deadline` (time.monotonic)."""
+    while time.monotonic() < deadline:
+        samples.append(server.rss_mb())
+        await asyncio.sleep(every_s)
+
+
+def benchmark_parser(description: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    """A benchmark's command line, with the two options every benchmark takes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    return parser
+
+
 def load(server: Server, bodies, concurrency: int, seconds: float) -> LoadResult:
     requests = build_requests(HOST, server.port, bodies)
     run_load(HOST, server.port, requests, concurrency, min(2.0, seconds))  # warm-up, discarded
@@ -202,10 +220,7 @@ def cpu_per_image(args: argparse.Namespace, bodies, size: int) -> list[CpuRound]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.serve")
     parser.add_argument("--seconds", type=float, default=15.0, help="per load level")
     parser.add_argument("--soak", type=float, default=0.0, help="extra seconds at c=16, memory sampled")
     parser.add_argument("--rounds", type=int, default=5, help="paired rounds of P, M and the service at c=16")

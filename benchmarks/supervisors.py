@@ -12,13 +12,12 @@ concurrency 16 and 2 (keep-alive connections: how unevenly they land is the diff
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
 
 from benchmarks.loadgen import build_requests, run_load
-from benchmarks.serve import DEFAULT_DATA, HOST, REPO_ROOT, Server, load_bodies
+from benchmarks.serve import HOST, Server, benchmark_parser, load_bodies
 
 PER_WORKER = {"CXR_INTRA_OP_THREADS": "1", "CXR_DECODE_THREADS": "1", "CXR_LOG_LEVEL": "WARNING"}
 
@@ -50,9 +49,7 @@ def _measure(kind: str, model: Path, bodies: list[tuple[bytes, str]], seconds: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "cxr-pneumonia.onnx")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
