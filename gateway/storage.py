@@ -1,5 +1,6 @@
-"""Received instances on disk: written to a temporary name, flushed to the disk, then renamed,
-so a file under its final name is always whole (the C-STORE is acknowledged after this)."""
+"""Received instances and result objects on disk: written to a temporary name, flushed to the
+disk, then renamed, so a file under its final name is always whole (the C-STORE is acknowledged
+after this). File names are hashes of SOP Instance UIDs: no identifier in a file name."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import hashlib
 import os
 from pathlib import Path
 
+INCOMING, RESULTS = "incoming", "results"  # received instances; a scored job's result objects until sent
+
 
 def instance_path(state: Path, sop_instance_uid: str) -> Path:
-    """state/incoming/<hash of the UID>.dcm: no identifier in file names."""
-    return state / "incoming" / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
+    return _hashed(state / INCOMING, sop_instance_uid)
 
 
 def result_path(state: Path, sop_instance_uid: str) -> Path:
-    """state/results/<hash of the result's UID>.dcm: a scored job's result objects until sent."""
-    return state / "results" / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
+    return _hashed(state / RESULTS, sop_instance_uid)
+
+
+def _hashed(folder: Path, sop_instance_uid: str) -> Path:
+    return folder / (hashlib.sha256(sop_instance_uid.encode()).hexdigest()[:32] + ".dcm")
 
 
 def write_durably(path: Path, data: bytes) -> None:
@@ -43,7 +48,7 @@ def remove_orphans(state: Path, wanted: set[str]) -> int:
     was never committed, so whose C-STORE was never acknowledged and will come again, or result
     objects whose job was never marked scored, so will be scored again)."""
     removed = 0
-    for path in [*(state / "incoming").glob("*"), *(state / "results").glob("*")]:
+    for path in [path for folder in (INCOMING, RESULTS) for path in (state / folder).glob("*")]:
         if str(path) not in wanted:
             path.unlink(missing_ok=True)
             removed += 1
