@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cxr_common.image_errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+
 # Bump whenever any step below changes: cached arrays and exported models carry it, and the
 # service refuses a model whose preprocessing version differs from its own.
 # 2: uniform borders and letterboxes removed before the squash (version 1 squashed everything).
@@ -25,18 +27,6 @@ IMAGE_SIZE = 300  # the published experiment's square input
 # Bilinear in Pillow is area-aware when shrinking (its support widens with the scale), so a
 # 2000 px radiograph is averaged down rather than aliased.
 RESAMPLE = Image.Resampling.BILINEAR
-
-
-class ImageDecodeError(ValueError):
-    """The bytes are a known image type that could not be decoded."""
-
-
-class ImageTooLargeError(ImageDecodeError):
-    """The image decodes to more pixels than allowed (decompression-bomb guard)."""
-
-
-class UnsupportedImageError(ValueError):
-    """The bytes are no image format we read."""
 
 
 def open_image(source: bytes | str | Path, max_pixels: int | None = None) -> Image.Image:

@@ -10,10 +10,12 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cxr_common.image_check import ImageCheck
 from service.inputs.errors import NotChestXrayError
+
+if TYPE_CHECKING:  # numpy: the supervisor reads the settings without loading it
+    from cxr_common.image_check import ImageCheck
 
 IMAGE_CHECK_REASON = "image_check"  # the refusal's metric label, beside the DICOM keywords
 

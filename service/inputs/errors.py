@@ -3,12 +3,12 @@
 Decoding and checking raise these; `service.http.errors` gives each its code, status and Retry-After
 at the HTTP edge. Messages name the attribute and the rule it broke, never an element's value
 (values can be patient data), except for coded values that are not (Modality, ViewPosition...).
-The image errors shared with training live in cxr_common.preprocessing and are re-exported.
+The image errors shared with training live in cxr_common.image_errors and are re-exported.
 """
 
 from __future__ import annotations
 
-from cxr_common.preprocessing import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
+from cxr_common.image_errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
     "EmptyUploadError", "ImageDecodeError", "ImageShapeError",
