@@ -6,8 +6,13 @@ keeps every value in a per-process file instead, and a scrape adds the files up.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+# prometheus-client is imported where metrics are made, not here: it decides once, at its import,
+# between per-process files and in-memory values by PROMETHEUS_MULTIPROC_DIR, and the supervisor
+# (which imports this module for the names below) forks workers after setting that variable
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -17,6 +22,8 @@ MULTIPROCESS_DIR_PREFIX = "cxr-metrics-"  # the per-process files' folder, made 
 
 class ServiceMetrics:
     def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "cxr_requests", "HTTP requests by route and status", ("route", "method", "status"),
@@ -56,6 +63,8 @@ class ServiceMetrics:
 
     def scrape_registry(self) -> CollectorRegistry:
         """What /metrics exposes: this app's registry, or the sum over all worker processes."""
+        from prometheus_client import CollectorRegistry, multiprocess
+
         if MULTIPROCESS_DIR not in os.environ:
             return self.registry
         combined = CollectorRegistry()
@@ -66,4 +75,6 @@ class ServiceMetrics:
 def mark_dead(pid: int) -> None:
     """A worker process has exited: its live gauges no longer count (multiprocess mode only)."""
     if MULTIPROCESS_DIR in os.environ:
+        from prometheus_client import multiprocess
+
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

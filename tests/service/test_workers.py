@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from service.process.memory import keep_freed_memory
-from service.process.server import SCHEDULING_POLICY
+from service.process.server import SCHEDULING_POLICY, WORKER_NAME
 from tests.conftest import REPO_ROOT
 from tests.servers import running_service, server_environ
 
@@ -23,9 +23,16 @@ pytestmark = pytest.mark.slow  # starts several multi-process services
 
 
 def _workers(pid: int) -> list[int]:
-    """The server's worker processes (not multiprocessing's resource tracker)."""
+    """The server's worker processes (not the child that checks the model at start-up)."""
     children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [c for c in children if _name(c) == WORKER_NAME.decode()]
+
+
+def _name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:  # it has just exited
+        return None
 
 
 def _predict(url: str, data: bytes) -> httpx.Response:
@@ -128,9 +135,11 @@ def test_allocator_settings_apply_on_glibc():
 
 
 def test_the_supervisor_loads_no_serving_library():
-    """The supervisor only starts and replaces workers: the model, the app and the imaging
-    libraries load in the workers (its RSS counts once per service: 103 -> 35 MB measured)."""
-    serving = ("numpy", "PIL", "onnxruntime", "fastapi", "uvicorn", "pydicom")
+    """The supervisor only starts and replaces workers, which it forks: onnxruntime threads must
+    not be forked, and prometheus-client must load in the worker, after the supervisor has set
+    where the per-process metric files go. The model, the app and the imaging libraries load in
+    the workers too (the supervisor's RSS counts once per service: 103 -> 35 MB measured)."""
+    serving = ("numpy", "PIL", "onnxruntime", "fastapi", "uvicorn", "pydicom", "prometheus_client")
     probe = ("import sys, service.__main__, service.process.server; "
              f"print(' '.join(m for m in {serving!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, env=server_environ(),
