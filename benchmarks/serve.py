@@ -141,15 +141,17 @@ def free_port() -> int:
 class Server:
     """A server subprocess on 127.0.0.1, ready when /health/ready answers 200 (then `settle_s`
     more, for every worker process to be up, not only the first to answer). `command`: how to
-    start it on a port, instead of `python -m MODULE --port P --model MODEL`."""
+    start it on a port, instead of `python -m MODULE --port P --model MODEL`; `cwd`: where (the
+    code of another checkout, say)."""
 
     def __init__(self, module: str, model: Path, extra_env: dict[str, str] | None = None,
-                 command: Callable[[int], list[str]] | None = None, settle_s: float = 0.0):
+                 command: Callable[[int], list[str]] | None = None, settle_s: float = 0.0,
+                 cwd: Path = REPO_ROOT):
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile("w", suffix=".log", delete=False)
         argv = command(self.port) if command else [sys.executable, "-m", module, "--port", str(self.port),
                                                    "--model", str(model)]
-        self.process = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, **(extra_env or {})},
+        self.process = subprocess.Popen(argv, cwd=cwd, env={**os.environ, **(extra_env or {})},
                                         stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
