@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.cpu_cost import cpu_delta_s, tree_cpu_s
-from benchmarks.loadgen import build_requests, run_load
+from benchmarks.cpu_cost import load_with_cpu
+from benchmarks.loadgen import build_requests
 from benchmarks.serve import HOST, Server, benchmark_parser, load_bodies
 
 
@@ -36,14 +36,11 @@ class Level:
 
 
 def measure(server: Server, requests: list[bytes], concurrency: int, seconds: float) -> Level:
-    run_load(HOST, server.port, requests, concurrency, 1.0)  # warm-up, discarded
-    before = tree_cpu_s(server.process.pid)
-    result = run_load(HOST, server.port, requests, concurrency, seconds)
+    result, cpu_ms = load_with_cpu(server.process.pid, HOST, server.port, requests, concurrency, seconds,
+                                   warm_up_s=1.0)
     if result.errors:
         raise RuntimeError(f"{result.errors} errors at c={concurrency}: {result.statuses}")
-    spent = cpu_delta_s(before, tree_cpu_s(server.process.pid))
-    return Level(result.throughput, result.percentile_ms(50), result.percentile_ms(99),
-                 spent / max(1, len(result.latencies_s)) * 1000)
+    return Level(result.throughput, result.percentile_ms(50), result.percentile_ms(99), cpu_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
 from cxr_common.model_metadata import INPUT_NAME
 from cxr_common.preprocessing import to_model_input
+
+if TYPE_CHECKING:
+    from benchmarks.loadgen import LoadResult
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 BATCH_SIZES = (1, 2, 4, 8)
@@ -52,15 +56,17 @@ def tree_pids(root: int) -> list[int]:
 def tree_memory_mb(root: int, field: str = "VmRSS") -> float:
     """A Vm* line of /proc/PID/status (VmRSS now, VmHWM the peak) added up over `root` and every
     process under it, in MB (peaks added: an upper bound of the tree's peak)."""
-    total = 0
-    for pid in tree_pids(root):
-        try:
-            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except OSError:  # a process that just ended
-            continue
-        # a process that is ending (a zombie) has no Vm lines any more
-        total += next((int(line.split()[1]) for line in lines if line.startswith(field + ":")), 0)
-    return total / 1024
+    return sum(process_memory_mb(pid, field) for pid in tree_pids(root))
+
+
+def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A Vm* line of /proc/PID/status, in MB; 0 for a process that has ended or is ending (a
+    zombie has no Vm lines any more)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) for line in lines if line.startswith(field + ":")), 0) / 1024
 
 
 def process_cpu_s(pid: int) -> float:
@@ -150,18 +156,27 @@ class CpuRound:
                 f"({self.images} images, errors {self.errors}); efficiency {self.efficiency:.2f}")
 
 
-def service_cpu_ms(root_pid: int, host: str, port: int, bodies: list[tuple[bytes, str]], concurrency: int,
-                   seconds: float) -> tuple[float, int, int]:
-    """(CPU ms per image answered, images, errors) of the service's process tree under load."""
-    from benchmarks.loadgen import build_requests, run_load
+def load_with_cpu(root_pid: int, host: str, port: int, requests: list[bytes], concurrency: int, seconds: float,
+                  warm_up_s: float) -> tuple[LoadResult, float]:
+    """A load run after a discarded warm-up, and the CPU ms per image answered that the server's
+    process tree spent on it."""
+    from benchmarks.loadgen import run_load
 
-    requests = build_requests(host, port, bodies)
-    run_load(host, port, requests, concurrency, min(2.0, seconds))  # warm-up, discarded
+    run_load(host, port, requests, concurrency, warm_up_s)
     before = tree_cpu_s(root_pid)
     result = run_load(host, port, requests, concurrency, seconds)
     spent = cpu_delta_s(before, tree_cpu_s(root_pid))
-    images = len(result.latencies_s)
-    return spent / max(1, images) * 1000, images, result.errors
+    return result, spent / max(1, len(result.latencies_s)) * 1000
+
+
+def service_cpu_ms(root_pid: int, host: str, port: int, bodies: list[tuple[bytes, str]], concurrency: int,
+                   seconds: float) -> tuple[float, int, int]:
+    """(CPU ms per image answered, images, errors) of the service's process tree under load."""
+    from benchmarks.loadgen import build_requests
+
+    result, cpu_ms = load_with_cpu(root_pid, host, port, build_requests(host, port, bodies), concurrency, seconds,
+                                   min(2.0, seconds))
+    return cpu_ms, len(result.latencies_s), result.errors
 
 
 def cpu_round(root_pid: int, host: str, port: int, bodies: list[tuple[bytes, str]], model: Path, size: int,

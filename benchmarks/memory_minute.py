@@ -13,16 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.cpu_cost import tree_pids
+from benchmarks.cpu_cost import process_memory_mb, tree_pids
 from benchmarks.loadgen import build_requests, describe_times, run_load
 from benchmarks.serve import HOST, Server, benchmark_parser, load_bodies
-
-
-def process_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for pid in tree_pids(server.process.pid):
             name = Path(f"/proc/{pid}/comm").read_text().strip()
-            print(f"process {pid} ({name}): {process_rss_mb(pid):.0f} MB at rest")
+            print(f"process {pid} ({name}): {process_memory_mb(pid):.0f} MB at rest")
         at_rest = server.rss_mb()
         result = run_load(HOST, server.port, build_requests(HOST, server.port, bodies), args.concurrency,
                           args.seconds)

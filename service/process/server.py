@@ -175,14 +175,17 @@ def _freeze_imports() -> None:
 
 def _die_with_parent(parent: int) -> None:
     """Linux: this process gets SIGTERM (uvicorn's graceful shutdown) when its supervisor dies,
-    even by SIGKILL, instead of serving on as an orphan. Also names it WORKER_NAME: a forked
-    worker's command line is the supervisor's."""
+    even by SIGKILL, instead of serving on as an orphan."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    libc.prctl(PR_SET_NAME, WORKER_NAME)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
         log.warning("cannot ask to die with the supervisor (prctl errno %d)", ctypes.get_errno())
     if os.getppid() != parent:  # it died before the call: nobody would send the signal
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _name_worker() -> None:
+    """Linux: WORKER_NAME in ps and top; a forked worker's command line is the supervisor's."""
+    ctypes.CDLL(ctypes.util.find_library("c") or None).prctl(PR_SET_NAME, WORKER_NAME)
 
 
 def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_flags: Counts, slot: int,
@@ -192,6 +195,7 @@ def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_fl
     for signum in SUPERVISOR_SIGNALS:  # the supervisor's handlers came with the fork; not ours
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)  # blocked over the fork (start)
+    _name_worker()
     _die_with_parent(parent)
     configure_process(settings)
     try:
@@ -236,7 +240,7 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
 
     def start(slot: _Slot) -> None:
         ready_flags[slot.index] = 0
-        process = FORK.Process(target=_worker, name="cxr-worker",
+        process = FORK.Process(target=_worker, name=WORKER_NAME.decode(),
                                args=(settings, plan, load_counts, ready_flags, slot.index, os.getpid()))
         # blocked until the child has put back the default handlers: the supervisor's own must
         # never run in a worker
