@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from cxr_common.hardware import available_cores
-from service.config import Settings
-from service.process.plan import make_plan
-from service.process.server import check_model, configure_process, serve
+from service.process.logs import configure_logging
+from service.process.server import configure_process, serve
+from service.process.startup import prepare_start
 
 log = logging.getLogger("service")
 
@@ -32,22 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    try:
-        settings = Settings.from_env(os.environ, **overrides)
-    except ValidationError as exc:
-        print(f"invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
-    configure_process(settings)
-    # the model is checked before the port is bound, so that a bad model stops start-up with a
-    # clear message; in a child process, so that the supervisor never holds onnxruntime or the model
-    provider, error = check_model(settings)
-    if provider is None:
-        log.error("cannot start: %s", error)
-        return 1
-    plan = make_plan(settings, provider, available_cores())
-    log.info("serving plan", extra={"plan": plan.__dict__})
-    return serve(settings, plan)
-
+    configure_process()
+    start = prepare_start(overrides)  # settings and model checked in a child: see its module
+    if isinstance(start, int):
+        return start
+    configure_logging(start.log_level)
+    log.info("serving plan", extra={"plan": start.plan.__dict__})
+    return serve(start, overrides)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import onnxruntime as ort
@@ -30,6 +32,14 @@ from service.inference.providers import CUDA as CUDA
 
 log = logging.getLogger(__name__)
 
+
+
+def _reopenable(model_file: BinaryIO, path: Path) -> str:
+    """A path that opens the very file `model_file` has open (Linux, macOS), else its path."""
+    for fds in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(fds):
+            return f"{fds}/{model_file.fileno()}"
+    return str(path)
 
 
 class ModelLoadError(RuntimeError):
@@ -76,9 +86,16 @@ class Classifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"model file '{self.path}' does not exist")
-        raw = self.path.read_bytes()
-        self.sha256 = hashlib.sha256(raw).hexdigest()
-        self.session = self._create_session(raw, device, intra_op_threads)  # also validates the file
+        # hashed and loaded from one open file, so that the hash names what is loaded even if the
+        # path is replaced meanwhile; onnxruntime reads the file itself, as a session made from
+        # bytes in memory holds 15.5 MB more for good (measured: 43.9 against 28.4 MB per session)
+        with self.path.open("rb") as model_file:
+            self.sha256 = hashlib.file_digest(model_file, "sha256").hexdigest()
+            source = _reopenable(model_file, self.path)
+            self.session = self._create_session(source, device, intra_op_threads)  # also validates it
+            self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
+            self._solo_session = (self._create_session(source, Device.cpu, solo_threads, spin=True)
+                                  if self.provider == CPU and solo_threads > intra_op_threads else None)
         try:
             self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
         except ModelMetadataError as exc:
@@ -88,7 +105,6 @@ class Classifier:
                 f"model was trained with preprocessing version {self.metadata.preprocessing_version}, "
                 f"this service implements version {PREPROCESSING_VERSION}"
             )
-        self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
         self._check_signature()
         available = [o.name for o in self.session.get_outputs()]
         self.outputs = [name for name in available if name in (OUTPUT_NAME, VIRAL_OUTPUT)]
@@ -96,8 +112,6 @@ class Classifier:
         self.image_check = self._load_image_check()
         if self.image_check is not None:
             self.outputs.append(FEATURES_OUTPUT)
-        self._solo_session = (self._create_session(raw, Device.cpu, solo_threads, spin=True)
-                              if self.provider == CPU and solo_threads > intra_op_threads else None)
         self.reference = self._check_references()
 
     @property
@@ -136,7 +150,7 @@ class Classifier:
                 f"tolerance {check.tolerance:g}")
         return result
 
-    def _create_session(self, raw: bytes, device: Device, threads: int, spin: bool = False) -> ort.InferenceSession:
+    def _create_session(self, source: str, device: Device, threads: int, spin: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # ORT's threads spin after each run by default; in the sessions that run under load they
@@ -154,7 +168,7 @@ class Classifier:
         wants_cuda = device in (Device.auto, Device.cuda) and CUDA in ort.get_available_providers()
         providers = [CUDA, CPU] if wants_cuda else [CPU]
         try:
-            session = ort.InferenceSession(raw, options, providers=providers)
+            session = ort.InferenceSession(source, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"model file '{self.path}' is not a loadable ONNX model: {exc}") from exc
         active = session.get_providers()

@@ -48,7 +48,7 @@ RELEASE_ABOVE_BYTES = 512 * 1024 * 1024  # resident growth handed back after any
 # growth handed back once the worker has gone idle for IDLE_AFTER_S: what a burst of work left
 # behind (buffers of large uploads, the DICOM stack's), not what back-to-back requests reuse
 IDLE_RELEASE_ABOVE_BYTES = 32 * 1024 * 1024
-IDLE_AFTER_S = 2.0
+IDLE_AFTER_S = 0.5
 
 
 class MemoryWatermark:

@@ -15,9 +15,12 @@ service/inference/runners.py). With CUDA: one process, whose batches keep the GP
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from service.config import Settings
 from service.inference.providers import CUDA
+
+if TYPE_CHECKING:  # the supervisor holds a plan, never pydantic (service.process.startup)
+    from service.config import Settings
 
 
 @dataclass(frozen=True)

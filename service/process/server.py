@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import multiprocessing
 import os
 import shutil
 import signal
@@ -23,20 +22,22 @@ import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from service.config import Settings
 from service.metrics import MULTIPROCESS_DIR, MULTIPROCESS_DIR_PREFIX, mark_dead
 from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
 from service.process.plan import ServingPlan
+from service.process.startup import FORK, Start, settings_from
 
-# The supervisor imports none of these (uvicorn, FastAPI, the app, onnxruntime, numpy): they
-# load in the processes that serve. Measured: the supervisor 103 -> ~50 MB RSS.
+# The supervisor imports none of these (pydantic, uvicorn, FastAPI, the app, onnxruntime, numpy):
+# they load in the processes that serve. Measured: the supervisor 103 -> 18 MB RSS.
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
+
+    from service.config import Settings
 
 log = logging.getLogger("service")
 
@@ -49,11 +50,11 @@ log = logging.getLogger("service")
 # No privilege is needed: SCHED_BATCH is a normal-priority policy, unlike the real-time ones.
 SCHEDULING_POLICY = getattr(os, "SCHED_BATCH", None)
 
-# The supervisor forks its workers and its model check. It never loads onnxruntime, numpy or the
-# app and runs no thread of its own (tests/service/test_workers.py checks the imports), so a fork
-# copies a plain one-threaded interpreter, and each worker loads the serving libraries itself.
-# Unlike spawn, fork starts no resource tracker process (12 MB at rest) and re-imports nothing.
-FORK = multiprocessing.get_context("fork")
+# The supervisor forks its workers and its start-up check (service.process.startup.FORK). It never
+# loads pydantic, onnxruntime, numpy or the app and runs no thread of its own
+# (tests/service/test_workers.py checks the imports), so a fork copies a plain one-threaded
+# interpreter, and each worker loads the serving libraries itself. Unlike spawn, fork starts no
+# resource tracker process (12 MB at rest) and re-imports nothing.
 SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 # A worker that dies is replaced after a pause that doubles with each death in a row (1, 2, 4 ...
@@ -66,53 +67,33 @@ PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15  # prctl(2), Linux
 WORKER_NAME = b"cxr-worker"  # a worker's name in ps and top (/proc/PID/comm)
 
 
-def configure_process(settings: Settings) -> None:
-    """What every serving process sets first: logs, allocator, scheduling."""
-    configure_logging(settings.log_level)
+def configure_process() -> None:
+    """What the service sets first, before any thread or child process (both inherit it): the
+    allocator (glibc fixes its number of arenas when the first thread allocates) and scheduling."""
     keep_freed_memory()
-    if SCHEDULING_POLICY is not None:  # before any thread starts: threads inherit the policy
+    if SCHEDULING_POLICY is not None:
         try:
             os.sched_setscheduler(0, SCHEDULING_POLICY, os.sched_param(0))
         except OSError as exc:  # a sandbox that filters the call: serve all the same
             log.warning("cannot set the SCHED_BATCH policy (%s); keeping the default", exc)
 
 
-def serve(settings: Settings, plan: ServingPlan) -> int:
+def serve(start: Start, overrides: dict[str, Any]) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. Always through the supervisor, one
     worker included: a worker that dies (a decoder's crash, the OOM killer, kill -9) is replaced
-    without an orchestrator, for the supervisor's 32 MB (measured 2026-12-08: 185 MB at rest with
-    one worker, the supervisor included). Each worker loads
-    its own copy of the model (an onnxruntime session cannot cross processes); the supervisor
-    holds none (see check_model)."""
+    without an orchestrator, for the supervisor's 18 MB (measured 2026-12-08: 158 MB at rest with
+    one worker, the supervisor included). Each worker loads its own copy of the model (an
+    onnxruntime session cannot cross processes); the supervisor holds none (service.process.startup). `overrides`: the command line's settings, which each
+    worker applies over the CXR_* variables as the start-up check did."""
     release_freed_memory()
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers find the directory in the environment
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix=MULTIPROCESS_DIR_PREFIX)
     try:
-        return _supervise(settings, plan)
+        return _supervise(start, overrides)
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
-
-
-def check_model(settings: Settings) -> tuple[str | None, str | None]:
-    """Load and check the model as a worker will, in a child process, so that the supervisor
-    never holds onnxruntime or the model: (the execution provider that runs it, None), or
-    (None, why it cannot be served)."""
-    with FORK.Pool(1) as pool:
-        result: tuple[str | None, str | None] = pool.apply(_check_model_here, (settings,))
-    return result
-
-
-def _check_model_here(settings: Settings) -> tuple[str | None, str | None]:
-    configure_logging(settings.log_level)
-    from service.http.app import load_classifier
-    from service.inference.classifier import ModelLoadError
-
-    try:
-        return load_classifier(settings).provider, None
-    except ModelLoadError as exc:
-        return None, str(exc)
 
 
 def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
@@ -188,8 +169,8 @@ def _name_worker() -> None:
     ctypes.CDLL(ctypes.util.find_library("c") or None).prctl(PR_SET_NAME, WORKER_NAME)
 
 
-def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_flags: Counts, slot: int,
-            parent: int) -> None:
+def _worker(overrides: dict[str, Any], plan: ServingPlan, load_counts: Counts, ready_flags: Counts,
+            slot: int, parent: int) -> None:
     """One worker process: its own socket on the shared port, its own app and model; its slot
     in `load_counts` tells the others how busy it is, in `ready_flags` that it has started."""
     for signum in SUPERVISOR_SIGNALS:  # the supervisor's handlers came with the fork; not ours
@@ -197,7 +178,8 @@ def _worker(settings: Settings, plan: ServingPlan, load_counts: Counts, ready_fl
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)  # blocked over the fork (start)
     _name_worker()
     _die_with_parent(parent)
-    configure_process(settings)
+    settings = settings_from(overrides)  # valid: the start-up check built the same ones
+    configure_logging(settings.log_level)
     try:
         sock = _listening_socket(settings.host, settings.port)
     except OSError as exc:
@@ -224,24 +206,25 @@ class _Slot:
         self.restart_at: float | None = None
 
 
-def _supervise(settings: Settings, plan: ServingPlan) -> int:
+def _supervise(start: Start, overrides: dict[str, Any]) -> int:
     """Start the workers and replace one that dies (with backoff); on SIGTERM/SIGINT pass
     SIGTERM on to each (uvicorn's graceful shutdown) and wait for them."""
     try:
-        holder = claim_port(settings.host, settings.port)
+        holder = claim_port(start.host, start.port)
     except OSError as exc:
-        log.error("cannot start: %s:%s is already served or taken (%s)", settings.host, settings.port, exc)
+        log.error("cannot start: %s:%s is already served or taken (%s)", start.host, start.port, exc)
         return 1
     stopping = False
+    plan = start.plan
     load_counts = shared_counts(plan.workers)
     ready_flags = shared_counts(plan.workers)
     slots = [_Slot(i) for i in range(plan.workers)]
     failures_before_ready = 0
 
-    def start(slot: _Slot) -> None:
+    def start_worker(slot: _Slot) -> None:
         ready_flags[slot.index] = 0
         process = FORK.Process(target=_worker, name=WORKER_NAME.decode(),
-                               args=(settings, plan, load_counts, ready_flags, slot.index, os.getpid()))
+                               args=(overrides, plan, load_counts, ready_flags, slot.index, os.getpid()))
         # blocked until the child has put back the default handlers: the supervisor's own must
         # never run in a worker
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
@@ -263,7 +246,7 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
     signal.signal(signal.SIGINT, stop)
     for slot in slots:
         if not stopping:
-            start(slot)
+            start_worker(slot)
     if stopping:  # the signal came while they were starting: make sure each one heard it
         stop(None, None)
     log.info("started %d worker processes", plan.workers)
@@ -277,7 +260,7 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
                 break
             if slot.process is None:  # waiting out its backoff
                 if slot.restart_at is not None and now >= slot.restart_at:
-                    start(slot)
+                    start_worker(slot)
                 continue
             if slot.process.is_alive():
                 if now - slot.started_at > STABLE_S:
@@ -298,7 +281,7 @@ def _supervise(settings: Settings, plan: ServingPlan) -> int:
             log.warning("a worker process exited with status %s; starting another in %g s",
                         slot.process.exitcode, pause)
             slot.process, slot.restart_at = None, now + pause
-    deadline = time.monotonic() + settings.drain_s + settings.graceful_shutdown_s + 5
+    deadline = time.monotonic() + start.drain_s + start.graceful_shutdown_s + 5
     for slot in slots:
         if slot.process is not None:
             slot.process.join(max(0.0, deadline - time.monotonic()))
