@@ -87,8 +87,9 @@ class Classifier:
         if not self.path.is_file():
             raise ModelLoadError(f"model file '{self.path}' does not exist")
         # hashed and loaded from one open file, so that the hash names what is loaded even if the
-        # path is replaced meanwhile; onnxruntime reads the file itself, as a session made from
-        # bytes in memory holds 15.5 MB more for good (measured: 43.9 against 28.4 MB per session)
+        # path is replaced meanwhile; onnxruntime reads the file itself, as sessions made from its
+        # bytes in memory held 16 MB more for good (measured, both sessions and the checks: 65
+        # against 49 MB; tests/service/test_model_memory.py)
         with self.path.open("rb") as model_file:
             self.sha256 = hashlib.file_digest(model_file, "sha256").hexdigest()
             source = _reopenable(model_file, self.path)
