@@ -36,5 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving plan", extra={"plan": start.plan.__dict__})
     return serve(start, overrides)
 
+
 if __name__ == "__main__":
     sys.exit(main())

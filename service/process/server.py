@@ -83,8 +83,9 @@ def serve(start: Start, overrides: dict[str, Any]) -> int:
     worker included: a worker that dies (a decoder's crash, the OOM killer, kill -9) is replaced
     without an orchestrator, for the supervisor's 18 MB (measured 2026-12-08: 158 MB at rest with
     one worker, the supervisor included). Each worker loads its own copy of the model (an
-    onnxruntime session cannot cross processes); the supervisor holds none (service.process.startup). `overrides`: the command line's settings, which each
-    worker applies over the CXR_* variables as the start-up check did."""
+    onnxruntime session cannot cross processes); the supervisor holds none
+    (service.process.startup). `overrides`: the command line's settings, which each worker
+    applies over the CXR_* variables as the start-up check did."""
     release_freed_memory()
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers find the directory in the environment
