@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    configure_process()
+    configure_logging()  # JSON from the first line; the configured level once the settings are read
+    configure_process()  # before the start-up child's threads: glibc fixes its arena count then
     start = prepare_start(overrides)  # settings and model checked in a child: see its module
     if isinstance(start, int):
         return start
