@@ -13,7 +13,7 @@ from pathlib import Path
 
 from service.process.logs import configure_logging
 from service.process.server import configure_process, serve
-from service.process.startup import prepare_start
+from service.process.startup import prepare_startup
 
 log = logging.getLogger("service")
 
@@ -28,14 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     given = {"host": args.host, "port": args.port, "model_path": args.model, "workers": args.workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    configure_logging()  # JSON from the first line; the configured level once the settings are read
+    configure_logging()  # JSON logs from here; the configured level once the settings are read
     configure_process()  # before the start-up child's threads: glibc fixes its arena count then
-    start = prepare_start(overrides)  # settings and model checked in a child: see its module
-    if isinstance(start, int):
-        return start
-    configure_logging(start.log_level)
-    log.info("serving plan", extra={"plan": start.plan.__dict__})
-    return serve(start, overrides)
+    startup = prepare_startup(overrides)  # settings and model checked in a child: see its module
+    if isinstance(startup, int):
+        return startup
+    configure_logging(startup.log_level)
+    log.info("serving plan", extra={"plan": startup.plan.__dict__})
+    return serve(startup)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ default is written here once; what a setting means is in its comment or descript
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -122,6 +123,13 @@ class Settings(BaseModel):
         found = {key[len(ENV_PREFIX):].lower(): value for key, value in environ.items()
                  if key.upper().startswith(ENV_PREFIX)}
         return cls(**({name: value for name, value in found.items() if name in cls.model_fields} | overrides))
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError("a logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
 
     @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", "allowed_hosts",
                      "allowed_origins", mode="before")

@@ -7,7 +7,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import onnxruntime as ort
@@ -34,12 +33,11 @@ log = logging.getLogger(__name__)
 
 
 
-def _reopenable(model_file: BinaryIO, path: Path) -> str:
-    """A path that opens the very file `model_file` has open (Linux, macOS), else its path."""
-    for fds in ("/proc/self/fd", "/dev/fd"):
-        if os.path.isdir(fds):
-            return f"{fds}/{model_file.fileno()}"
-    return str(path)
+def _same_file(seen: os.stat_result, path: Path) -> bool:
+    """Whether `path` is still the file `seen` describes (not replaced, not rewritten)."""
+    now = path.stat()
+    return (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (
+        seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
 
 
 class ModelLoadError(RuntimeError):
@@ -86,17 +84,19 @@ class Classifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"model file '{self.path}' does not exist")
-        # hashed and loaded from one open file, so that the hash names what is loaded even if the
-        # path is replaced meanwhile; onnxruntime reads the file itself, as sessions made from its
-        # bytes in memory held 16 MB more for good (measured, both sessions and the checks: 65
-        # against 49 MB; tests/service/test_model_memory.py)
+        # onnxruntime reads the file itself: sessions made from its bytes in memory held 16 MB
+        # more for good (measured, both sessions and the checks: 65 against 49 MB;
+        # tests/service/test_model_memory.py). The hash still names what is loaded: the file
+        # hashed must be the one at the path once the sessions are made
         with self.path.open("rb") as model_file:
+            hashed = os.fstat(model_file.fileno())
             self.sha256 = hashlib.file_digest(model_file, "sha256").hexdigest()
-            source = _reopenable(model_file, self.path)
-            self.session = self._create_session(source, device, intra_op_threads)  # also validates it
-            self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
-            self._solo_session = (self._create_session(source, Device.cpu, solo_threads, spin=True)
-                                  if self.provider == CPU and solo_threads > intra_op_threads else None)
+        self.session = self._create_session(device, intra_op_threads)  # also validates the file
+        self.provider = self.session.get_providers()[0]  # what really runs, not what is installed
+        self._solo_session = (self._create_session(Device.cpu, solo_threads, spin=True)
+                              if self.provider == CPU and solo_threads > intra_op_threads else None)
+        if not _same_file(hashed, self.path):
+            raise ModelLoadError(f"model file '{self.path}' was replaced while it was loading; start again")
         try:
             self.metadata = ModelMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
         except ModelMetadataError as exc:
@@ -151,7 +151,7 @@ class Classifier:
                 f"tolerance {check.tolerance:g}")
         return result
 
-    def _create_session(self, source: str, device: Device, threads: int, spin: bool = False) -> ort.InferenceSession:
+    def _create_session(self, device: Device, threads: int, spin: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # ORT's threads spin after each run by default; in the sessions that run under load they
@@ -169,7 +169,7 @@ class Classifier:
         wants_cuda = device in (Device.auto, Device.cuda) and CUDA in ort.get_available_providers()
         providers = [CUDA, CPU] if wants_cuda else [CPU]
         try:
-            session = ort.InferenceSession(source, options, providers=providers)
+            session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise ModelLoadError(f"model file '{self.path}' is not a loadable ONNX model: {exc}") from exc
         active = session.get_providers()

@@ -48,9 +48,10 @@ RELEASE_ABOVE_BYTES = 512 * 1024 * 1024  # resident growth handed back after any
 # growth handed back once the worker has gone idle for IDLE_AFTER_S: what a burst of work left
 # behind (buffers of large uploads, the DICOM stack's), not what back-to-back requests reuse
 IDLE_RELEASE_ABOVE_BYTES = 32 * 1024 * 1024
-# half a second, not the 2 s it was: a load's leftovers are gone 1 s after it (two workers, 1 s
-# after a load at c=16: 387 MB with 2 s, 303 MB with 0.5 s), and a lone request right after the release
-# faults its pages in again unnoticed (median 21.7 ms against 22.4 ms, 1 s gaps after bursts)
+# half a second, not the 2 s it was: what a load left is handed back before 1 s after it (two
+# workers, 1 s after a load at c=16: 387 MB with 2 s, the release still to come; 303 MB with
+# 0.5 s), and a lone JPEG request after the release faults its pages in again unnoticed (median
+# 22.4 ms with 0.5 s against 21.7 ms with 2 s, 1 s pauses after bursts; DICOMs not measured)
 IDLE_AFTER_S = 0.5
 
 
@@ -96,7 +97,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def release_freed_memory() -> None:
     """Hand what this process has freed back to the kernel now (a process that is done with a
-    large part of its memory: the supervisor, once it has checked the model and let it go)."""
+    part of its memory: the supervisor, before it forks its workers, what start-up freed)."""
     gc.collect()
     trim = _malloc_trim()
     if trim is not None:

@@ -1,4 +1,4 @@
-"""Runs the app under uvicorn: in this process, or in several worker processes on one port.
+"""Runs the app under uvicorn in worker processes, one or more, on one port, under a supervisor.
 
 Each worker process holds its own copy of the model, event loop and threads, so the processes
 never wait on one another's GIL. Each binds its own listening socket with SO_REUSEPORT and the
@@ -29,7 +29,7 @@ from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
 from service.process.plan import ServingPlan
-from service.process.startup import FORK, Start, settings_from
+from service.process.startup import FORK, Startup, describe, settings_from
 
 # The supervisor imports none of these (pydantic, uvicorn, FastAPI, the app, onnxruntime, numpy):
 # they load in the processes that serve. Measured: the supervisor 103 -> 18 MB RSS.
@@ -51,9 +51,9 @@ log = logging.getLogger("service")
 SCHEDULING_POLICY = getattr(os, "SCHED_BATCH", None)
 
 # The supervisor forks its workers and its start-up check (service.process.startup.FORK). It never
-# loads pydantic, onnxruntime, numpy or the app and runs no thread of its own
-# (tests/service/test_workers.py checks the imports), so a fork copies a plain one-threaded
-# interpreter, and each worker loads the serving libraries itself. Unlike spawn, fork starts no
+# loads pydantic, onnxruntime, numpy or the app (tests/service/test_workers.py checks the imports)
+# and runs no thread of its own, so a fork copies a plain one-threaded interpreter, and each
+# worker loads the serving libraries itself. Unlike spawn, fork starts no
 # resource tracker process (12 MB at rest) and re-imports nothing.
 SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -78,20 +78,19 @@ def configure_process() -> None:
             log.warning("cannot set the SCHED_BATCH policy (%s); keeping the default", exc)
 
 
-def serve(start: Start, overrides: dict[str, Any]) -> int:
+def serve(startup: Startup) -> int:
     """Serve until SIGTERM/SIGINT; returns the exit status. Always through the supervisor, one
     worker included: a worker that dies (a decoder's crash, the OOM killer, kill -9) is replaced
     without an orchestrator, for the supervisor's 18 MB (measured 2026-12-08: 158 MB at rest with
     one worker, the supervisor included). Each worker loads its own copy of the model (an
     onnxruntime session cannot cross processes); the supervisor holds none
-    (service.process.startup). `overrides`: the command line's settings, which each worker
-    applies over the CXR_* variables as the start-up check did."""
+    (service.process.startup)."""
     release_freed_memory()
     own_dir = MULTIPROCESS_DIR not in os.environ
     if own_dir:  # the workers find the directory in the environment
         os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix=MULTIPROCESS_DIR_PREFIX)
     try:
-        return _supervise(start, overrides)
+        return _supervise(startup)
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop(MULTIPROCESS_DIR), ignore_errors=True)
@@ -179,7 +178,13 @@ def _worker(overrides: dict[str, Any], plan: ServingPlan, load_counts: Counts, r
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SUPERVISOR_SIGNALS)  # blocked over the fork (start)
     _name_worker()
     _die_with_parent(parent)
-    settings = settings_from(overrides)  # valid: the start-up check built the same ones
+    from pydantic import ValidationError  # here, not in the supervisor (service.process.startup)
+
+    try:  # the start-up check built the same ones; a file they name may have gone since
+        settings = settings_from(overrides)
+    except ValidationError as exc:
+        log.error("cannot start a worker: invalid configuration", extra={"errors": describe(exc)})
+        raise SystemExit(2) from None
     configure_logging(settings.log_level)
     try:
         sock = _listening_socket(settings.host, settings.port)
@@ -207,16 +212,16 @@ class _Slot:
         self.restart_at: float | None = None
 
 
-def _supervise(start: Start, overrides: dict[str, Any]) -> int:
+def _supervise(startup: Startup) -> int:
     """Start the workers and replace one that dies (with backoff); on SIGTERM/SIGINT pass
     SIGTERM on to each (uvicorn's graceful shutdown) and wait for them."""
     try:
-        holder = claim_port(start.host, start.port)
+        holder = claim_port(startup.host, startup.port)
     except OSError as exc:
-        log.error("cannot start: %s:%s is already served or taken (%s)", start.host, start.port, exc)
+        log.error("cannot start: %s:%s is already served or taken (%s)", startup.host, startup.port, exc)
         return 1
     stopping = False
-    plan = start.plan
+    plan = startup.plan
     load_counts = shared_counts(plan.workers)
     ready_flags = shared_counts(plan.workers)
     slots = [_Slot(i) for i in range(plan.workers)]
@@ -225,7 +230,7 @@ def _supervise(start: Start, overrides: dict[str, Any]) -> int:
     def start_worker(slot: _Slot) -> None:
         ready_flags[slot.index] = 0
         process = FORK.Process(target=_worker, name=WORKER_NAME.decode(),
-                               args=(overrides, plan, load_counts, ready_flags, slot.index, os.getpid()))
+                               args=(startup.overrides, plan, load_counts, ready_flags, slot.index, os.getpid()))
         # blocked until the child has put back the default handlers: the supervisor's own must
         # never run in a worker
         signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
@@ -282,7 +287,7 @@ def _supervise(start: Start, overrides: dict[str, Any]) -> int:
             log.warning("a worker process exited with status %s; starting another in %g s",
                         slot.process.exitcode, pause)
             slot.process, slot.restart_at = None, now + pause
-    deadline = time.monotonic() + start.drain_s + start.graceful_shutdown_s + 5
+    deadline = time.monotonic() + startup.drain_s + startup.graceful_shutdown_s + 5
     for slot in slots:
         if slot.process is not None:
             slot.process.join(max(0.0, deadline - time.monotonic()))

@@ -146,16 +146,3 @@ def test_the_supervisor_loads_no_serving_library():
                             capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
 
-
-def test_the_allocator_is_set_before_the_start_up_child(monkeypatch):
-    """glibc fixes how many malloc arenas a process may have when a thread first allocates, and
-    the start-up check's pool starts threads in the supervisor, which its workers inherit: set
-    after it, the settings were lost and a worker's scoring threads kept memory after the idle
-    release (34-54 MB against 21 MB of anonymous memory, docs/performance.md 2026-12-08)."""
-    import service.__main__ as entry
-
-    calls: list[str] = []
-    monkeypatch.setattr(entry, "configure_process", lambda: calls.append("allocator"))
-    monkeypatch.setattr(entry, "prepare_start", lambda overrides: calls.append("start-up child") or 2)
-    assert entry.main([]) == 2
-    assert calls == ["allocator", "start-up child"]
