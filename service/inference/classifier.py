@@ -86,7 +86,7 @@ class Classifier:
             raise ModelLoadError(f"model file '{self.path}' does not exist")
         # onnxruntime reads the file itself: sessions made from its bytes in memory held 16 MB
         # more for good (measured, both sessions and the checks: 65 against 49 MB;
-        # tests/service/test_model_memory.py). The hash still names what is loaded: the file
+        # tests/service/test_model_loading.py). The hash still names what is loaded: the file
         # hashed must be the one at the path once the sessions are made
         with self.path.open("rb") as model_file:
             hashed = os.fstat(model_file.fileno())
