@@ -5,7 +5,6 @@ default is written here once; what a setting means is in its comment or descript
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -24,6 +23,7 @@ from service.inputs.shape import DEFAULT_MAX_PIXELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / MODEL_FILE
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ENV_PREFIX = "CXR_"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # the Host names a loopback service answers to
 
@@ -127,8 +127,9 @@ class Settings(BaseModel):
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
-        if value.upper() not in logging.getLevelNamesMapping():
-            raise ValueError("a logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        # the standard names only: libraries add their own to logging's (tf2onnx adds VERBOSE)
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"a logging level: {', '.join(LOG_LEVELS)}")
         return value.upper()
 
     @field_validator("api_keys", "dicom_modalities", "dicom_extra_sop_classes", "allowed_hosts",
