@@ -44,16 +44,13 @@ def measure(server: Server, requests: list[bytes], concurrency: int, seconds: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = benchmark_parser(__doc__, prog="python -m benchmarks.against_plain")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.against_plain", jpegs_only_option=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=8.0, help="per level, server and round")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--jpegs-only", action="store_true", help="the 16 JPEGs, without the DICOM")
     parser.add_argument("--baseline", type=Path, help="a checkout whose service stands in for the plain server")
     args = parser.parse_args(argv)
-    bodies = load_bodies(args.data)
-    if args.jpegs_only:
-        bodies = [b for b in bodies if b[1] == "image/jpeg"]
+    bodies = load_bodies(args.data, args.jpegs_only)
     env = {"CXR_MODEL_PATH": str(args.model)}
     servers = {"service": Server("service", args.model, {"CXR_LOG_LEVEL": "INFO"}, settle_s=2.0)}
     if args.baseline:  # run from there, its code comes first on the path (python -m)

@@ -201,16 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.serve import HOST, MAX_PIXELS, Server, benchmark_parser, input_size, load_bodies
     from service.process.memory import keep_freed_memory
 
-    parser = benchmark_parser(__doc__, prog="python -m benchmarks.cpu_cost")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.cpu_cost", jpegs_only_option=True)
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement in a round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--jpegs-only", action="store_true", help="the 16 JPEGs, without the DICOM")
     args = parser.parse_args(argv)
     keep_freed_memory()  # as the service: the inherent cost is the best this machine does
-    bodies = load_bodies(args.data)
-    if args.jpegs_only:
-        bodies = [b for b in bodies if b[1] == "image/jpeg"]
+    bodies = load_bodies(args.data, args.jpegs_only)
     size = input_size(args.model)
     # as a user calls it: logs, metrics and the image check on (the service's defaults)
     service = Server("service", args.model, {"CXR_LOG_LEVEL": "INFO"})

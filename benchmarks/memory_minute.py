@@ -19,15 +19,12 @@ from benchmarks.serve import HOST, Server, benchmark_parser, load_bodies
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = benchmark_parser(__doc__, prog="python -m benchmarks.memory_minute")
+    parser = benchmark_parser(__doc__, prog="python -m benchmarks.memory_minute", jpegs_only_option=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--jpegs-only", action="store_true", help="the 16 JPEGs, without the DICOM")
     args = parser.parse_args(argv)
-    bodies = load_bodies(args.data)
-    if args.jpegs_only:
-        bodies = [b for b in bodies if b[1] == "image/jpeg"]
+    bodies = load_bodies(args.data, args.jpegs_only)
     server = Server("service", args.model, {"CXR_WORKERS": str(args.workers), "CXR_LOG_LEVEL": "INFO"},
                     settle_s=3.0)
     try:

@@ -62,12 +62,14 @@ CONCURRENCIES = (1, 4, 16, 64)
 MAX_PIXELS = Settings.model_fields["max_pixels"].default  # the service's decompression-bomb guard
 
 
-def load_bodies(data: Path) -> list[tuple[bytes, str]]:
+def load_bodies(data: Path, jpegs_only: bool = False) -> list[tuple[bytes, str]]:
+    """The benchmark's uploads: the val JPEGs and, unless `jpegs_only`, a 7.5 MB chest DICOM."""
     from pydicom.data import get_testdata_file
 
     jpegs = sorted((data / "val").rglob("*.jpeg"))
     bodies = [(p.read_bytes(), "image/jpeg") for p in jpegs]
-    bodies.append((Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes(), "application/dicom"))
+    if not jpegs_only:
+        bodies.append((Path(get_testdata_file("RG1_UNCR.dcm")).read_bytes(), "application/dicom"))
     return bodies
 
 
@@ -183,12 +185,16 @@ async def sample_memory(server: Server, samples: list[float], deadline: float, e
         await asyncio.sleep(every_s)
 
 
-def benchmark_parser(description: str | None, prog: str | None = None) -> argparse.ArgumentParser:
-    """A benchmark's command line, with the two options every benchmark takes."""
+def benchmark_parser(description: str | None, prog: str | None = None,
+                     jpegs_only_option: bool = False) -> argparse.ArgumentParser:
+    """A benchmark's command line, with the two options every benchmark takes, and --jpegs-only
+    for those that load their uploads with `load_bodies`."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / MODEL_FILE)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with val/")
+    if jpegs_only_option:
+        parser.add_argument("--jpegs-only", action="store_true", help="the 16 JPEGs, without the DICOM")
     return parser
 
 
