@@ -29,7 +29,7 @@ from service.process.logs import configure_logging
 from service.process.memory import keep_freed_memory, release_freed_memory
 from service.process.peers import Counts, PeerLoad, shared_counts
 from service.process.plan import ServingPlan
-from service.process.startup import FORK, Startup, describe, settings_from
+from service.process.startup import FORK, INVALID_CONFIGURATION, Startup, describe, settings_from
 
 # The supervisor imports none of these (pydantic, uvicorn, FastAPI, the app, onnxruntime, numpy):
 # they load in the processes that serve. Measured: the supervisor 103 -> 18 MB RSS.
@@ -53,8 +53,8 @@ SCHEDULING_POLICY = getattr(os, "SCHED_BATCH", None)
 # The supervisor forks its workers and its start-up check (service.process.startup.FORK). It never
 # loads pydantic, onnxruntime, numpy or the app (tests/service/test_workers.py checks the imports)
 # and runs no thread of its own, so a fork copies a plain one-threaded interpreter, and each
-# worker loads the serving libraries itself. Unlike spawn, fork starts no
-# resource tracker process (12 MB at rest) and re-imports nothing.
+# worker loads the serving libraries itself. Unlike spawn, fork starts no resource tracker
+# process (12 MB at rest) and re-imports nothing.
 SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 # A worker that dies is replaced after a pause that doubles with each death in a row (1, 2, 4 ...
@@ -184,7 +184,7 @@ def _worker(overrides: dict[str, Any], plan: ServingPlan, load_counts: Counts, r
         settings = settings_from(overrides)
     except ValidationError as exc:
         log.error("cannot start a worker: invalid configuration", extra={"errors": describe(exc)})
-        raise SystemExit(2) from None
+        raise SystemExit(INVALID_CONFIGURATION) from None
     configure_logging(settings.log_level)
     try:
         sock = _listening_socket(settings.host, settings.port)

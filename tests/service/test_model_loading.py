@@ -16,15 +16,14 @@ from tests.conftest import REPO_ROOT
 # RSS growth of a fresh process while it loads and checks the model as a worker does: both
 # sessions (one thread, and the solo session), the image check, the reference check
 PROBE = """
-import ctypes, gc, sys
+import sys
 from pathlib import Path
-from service.process.memory import keep_freed_memory, resident_bytes
+from service.process.memory import keep_freed_memory, release_freed_memory, resident_bytes
 keep_freed_memory()
 from service.inference.classifier import Classifier
-trim = ctypes.CDLL(None).malloc_trim
-gc.collect(); trim(0); before = resident_bytes()
+release_freed_memory(); before = resident_bytes()
 classifier = Classifier(Path(sys.argv[1]), intra_op_threads=1, solo_threads=2)
-gc.collect(); trim(0); print(resident_bytes() - before)
+release_freed_memory(); print(resident_bytes() - before)
 """
 
 
